@@ -1,0 +1,45 @@
+# Every target that needs the environment creates it first (uv + the committed uv.lock),
+# so on a fresh machine `make train` or `make test` alone sets up and runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ovo-installed
+export WANDB_MODE ?= offline
+
+.PHONY: install train demo test test-all lint format bench repro clean
+
+$(STAMP): pyproject.toml uv.lock
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(STAMP)  ## create .venv from uv.lock
+
+train: $(STAMP)  ## the main job: quickstart supernet training (nano space, digits) on CPU
+	$(PY) -m ovo.train experiment=quickstart $(ARGS)
+
+demo: $(STAMP)  ## train -> search -> evaluate -> export, end to end
+	$(PY) -m ovo.demo $(ARGS)
+
+test: $(STAMP)  ## the default (fast) test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## every test, slow ones (real data, notebooks) included
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix src tests bench
+	$(PY) -m ruff format src tests bench
+
+bench: $(STAMP)  ## speed/memory ratios, supernet vs static timm models (prints a table + JSON)
+	$(PY) bench/run.py $(ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache bench/results wandb
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

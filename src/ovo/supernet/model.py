@@ -1,0 +1,101 @@
+"""The weight-sharing ViT supernet (AutoFormer-style weight entanglement)."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import trunc_normal_
+from torch import Tensor, nn
+
+from ovo.space import Arch, ArchError, SearchSpace
+from ovo.supernet.config import ViTConfig
+from ovo.supernet.costs import CostModel
+from ovo.supernet.layers import (
+    ElasticBlock,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticPatchEmbed,
+    _lead,
+)
+
+
+class SuperViT(nn.Module):
+    """A ViT whose every subnet of ``space`` uses the leading slices of shared weights.
+
+    ``forward(x, arch)`` runs the subnet ``arch``; the arch is an argument, never module state.
+    Parameter names follow timm's ``VisionTransformer`` so checkpoints read naturally.
+    """
+
+    def __init__(self, space: SearchSpace, cfg: ViTConfig | None = None) -> None:
+        super().__init__()
+        self.space = space
+        self.cfg = cfg = cfg or ViTConfig()
+        self.cost = CostModel(cfg, space.head_dim)
+        e_max, d_max = space.embed_dim[-1], space.depth[-1]
+        self.patch_embed = ElasticPatchEmbed(cfg.patch_size, cfg.in_chans, e_max)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, e_max))
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, e_max))
+        # Drop-path rates grow linearly over the *max* depth, so layer i keeps its rate in
+        # every subnet (AutoFormer's convention); export copies the same per-layer rates.
+        self.drop_path_rates = [cfg.drop_path_rate * i / max(d_max - 1, 1) for i in range(d_max)]
+        self.blocks = nn.ModuleList(
+            ElasticBlock(
+                e_max,
+                space.num_heads[-1],
+                space.max_mlp_hidden,
+                space.head_dim,
+                drop_path=rate,
+                eps=cfg.norm_eps,
+            )
+            for rate in self.drop_path_rates
+        )
+        self.norm = ElasticLayerNorm(e_max, cfg.norm_eps)
+        self.head = ElasticLinear(e_max, cfg.num_classes)
+        trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def check_arch(self, arch: Arch) -> None:
+        """Raise if ``arch`` does not fit in the allocated weights (cheap; not space membership)."""
+        s = self.space
+        if (
+            arch.embed_dim > s.embed_dim[-1]
+            or arch.depth > s.depth[-1]
+            or max(arch.num_heads) > s.num_heads[-1]
+            or max(arch.mlp_hidden(i) for i in range(arch.depth)) > s.max_mlp_hidden
+        ):
+            raise ArchError(
+                f"arch {arch.short()} does not fit supernet of space '{s.name}' "
+                f"(max {s.max_arch.short()})"
+            )
+
+    def forward_features(self, x: Tensor, arch: Arch) -> Tensor:
+        e = arch.embed_dim
+        x = self.patch_embed(x, e)
+        cls = _lead(self.cls_token, 1, 1, e).expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + _lead(self.pos_embed, 1, x.shape[1] + 1, e)
+        for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
+            x = block(x, h, int(r * e))
+        if self.cfg.global_pool == "token":
+            x = self.norm(x)
+        return x
+
+    def forward_head(self, x: Tensor, arch: Arch, pre_logits: bool = False) -> Tensor:
+        if self.cfg.global_pool == "avg":
+            x = self.norm(x[:, 1:].mean(dim=1))  # timm's fc_norm after pooling
+        else:
+            x = x[:, 0]
+        return x if pre_logits else self.head(x, self.cfg.num_classes)
+
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        self.check_arch(arch)
+        return self.forward_head(self.forward_features(x, arch), arch)
+
+    # Convenience so callers need not reach into .cost
+    def num_params(self, arch: Arch) -> int:
+        return self.cost.params(arch)
+
+    def num_macs(self, arch: Arch) -> int:
+        return self.cost.macs(arch)
