@@ -22,12 +22,14 @@ from typing import Any
 
 import yaml
 
+from ovo.errors import ConfigError
 
-class SpaceError(ValueError):
+
+class SpaceError(ConfigError, ValueError):
     """A search space definition that cannot be used (empty or non-positive choices...)."""
 
 
-class ArchError(ValueError):
+class ArchError(ConfigError, ValueError):
     """An architecture that is malformed or outside its search space."""
 
 

@@ -1,0 +1,24 @@
+"""Errors a user can cause and fix. Entry points print their message in one line (no traceback)
+and exit with status 2; set ``HYDRA_FULL_ERROR=1`` or ``OVO_DEBUG=1`` to see the traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user can fix (bad path, config, budget, file). The message says what to do."""
+
+
+class DataError(UserError):
+    """Missing, empty, malformed or corrupt dataset."""
+
+
+class ConfigError(UserError):
+    """A configuration value that cannot work."""
+
+
+class CheckpointError(UserError):
+    """A file that is not an ovo checkpoint, or one from another space/model."""
+
+
+class InfeasibleBudgetError(UserError):
+    """A search constraint that no architecture of the space satisfies."""
