@@ -124,7 +124,12 @@ def test_sub_spaces_for_teachers():
     space = load_space("tiny")
     up = space.upper(1)
     assert up.num_archs() == 1 and space.sample(random.Random(0), up) == space.max_arch
-    small = space.min_arch
-    assert space.at_least(small) == space
-    big = space.at_least(space.max_arch)
-    assert big.num_archs() == 1
+    rng = random.Random(0)
+    for _ in range(50):
+        student = space.sample(rng)
+        teacher = space.sample_at_least(student, rng)
+        assert teacher in space
+        assert teacher.embed_dim >= student.embed_dim and teacher.depth >= student.depth
+        assert all(t >= s for t, s in zip(teacher.num_heads, student.num_heads))
+        assert all(t >= s for t, s in zip(teacher.mlp_ratio, student.mlp_ratio))
+    assert space.sample_at_least(space.max_arch, rng) == space.max_arch

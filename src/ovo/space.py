@@ -305,16 +305,23 @@ class SearchSpace:
             name=f"{self.name}-upper{k}",
         )
 
-    def at_least(self, arch: Arch) -> SearchSpace:
-        """Choices no smaller than the largest used by ``arch`` in each dimension."""
-        return SearchSpace(
-            [e for e in self.embed_dim if e >= arch.embed_dim],
-            [d for d in self.depth if d >= arch.depth],
-            [h for h in self.num_heads if h >= max(arch.num_heads)],
-            [r for r in self.mlp_ratio if r >= max(arch.mlp_ratio)],
-            self.head_dim,
-            name=f"{self.name}-atleast",
-        )
+    def sample_at_least(self, arch: Arch, rng: random.Random) -> Arch:
+        """A uniform random arch at least as large as ``arch`` in every gene: embed, depth, and
+        each of ``arch``'s layers' heads and MLP ratio; extra layers are drawn uniformly."""
+        depth = rng.choice([d for d in self.depth if d >= arch.depth])
+        heads = [
+            rng.choice([h for h in self.num_heads if h >= arch.num_heads[i]])
+            if i < arch.depth
+            else rng.choice(self.num_heads)
+            for i in range(depth)
+        ]
+        ratios = [
+            rng.choice([r for r in self.mlp_ratio if r >= arch.mlp_ratio[i]])
+            if i < arch.depth
+            else rng.choice(self.mlp_ratio)
+            for i in range(depth)
+        ]
+        return Arch(rng.choice([e for e in self.embed_dim if e >= arch.embed_dim]), heads, ratios)
 
     def mutate(
         self, arch: Arch, rng: random.Random, layer_prob: float = 0.2, depth_embed_prob: float = 0.4

@@ -1,0 +1,163 @@
+"""Online distillation: which subnets a step trains, and the knowledge-distillation losses.
+
+The paper's exact choices are not public in full, so every one is a switch (``conf/distill/``):
+
+- ``teacher``: how the teacher subnet is chosen each step
+  - ``sampled`` (default): uniform over the teacher pool ``space.upper(teacher_upper_k)`` (the
+    ``k`` largest choices of each dimension); the student is uniform over the whole space.
+  - ``max``: the largest subnet teaches every step.
+  - ``larger``: uniform among archs at least as large as the student in every gene.
+  - ``sandwich``: BigNAS's rule: the largest subnet teaches the smallest one plus
+    ``num_random_students`` uniform students.
+  - ``none``: the AutoFormer baseline: one uniform subnet per step, trained on the labels only.
+- ``loss``: ``kl`` (KL with temperature, scaled by tau^2), ``soft_ce`` (soft-target cross
+  entropy, tau^2), ``alpha_div`` (AlphaNet's adaptive alpha-divergence).
+- ``alpha``: student loss = ``alpha * KD + (1 - alpha) * CE(labels)``; default 1.0 (the student
+  learns from the teacher's predictions alone, as the method is described).
+- ``kd_start_epoch``: epochs before it train the student on labels only (alpha treated as 0).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ovo.errors import ConfigError
+from ovo.space import Arch, SearchSpace
+
+TeacherMode = Literal["sampled", "max", "larger", "sandwich", "none"]
+KDLoss = Literal["kl", "soft_ce", "alpha_div"]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    teacher: TeacherMode = "sampled"
+    teacher_upper_k: int = 2
+    num_random_students: int = 2
+    loss: KDLoss = "kl"
+    alpha: float = 1.0
+    tau: float = 1.0
+    kd_start_epoch: int = 0
+    alpha_div_min: float = -1.0
+    alpha_div_max: float = 1.0
+    alpha_div_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.teacher not in ("sampled", "max", "larger", "sandwich", "none"):
+            raise ConfigError(
+                f"distill.teacher={self.teacher!r}: use sampled, max, larger, sandwich or none"
+            )
+        if self.loss not in ("kl", "soft_ce", "alpha_div"):
+            raise ConfigError(f"distill.loss={self.loss!r}: use kl, soft_ce or alpha_div")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"distill.alpha={self.alpha} must be in [0, 1]")
+        if self.tau <= 0:
+            raise ConfigError(f"distill.tau={self.tau} must be positive")
+        if self.teacher_upper_k < 1 or self.num_random_students < 0:
+            raise ConfigError(
+                "distill.teacher_upper_k must be >= 1 and distill.num_random_students >= 0"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DistillConfig:
+        data = dict(data or {})
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(
+                f"unknown distill setting(s) {sorted(unknown)}; known: {sorted(names)}"
+            )
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def enabled(self) -> bool:
+        return self.teacher != "none"
+
+
+@dataclass(frozen=True)
+class StepArchs:
+    """The subnets one training step runs: an optional teacher and one or more students."""
+
+    teacher: Arch | None
+    students: tuple[Arch, ...]
+
+
+def arch_rng(seed: int, step: int, micro: int = 0) -> random.Random:
+    """The architecture RNG of one (micro-)step: a pure function of (seed, step, micro), so every
+    DDP rank draws the same archs and a resumed run draws what the uninterrupted run drew. It is
+    separate from the global RNGs, which data augmentation and drop-path consume."""
+    return random.Random(f"ovo-arch/{seed}/{step}/{micro}")
+
+
+def sample_step_archs(space: SearchSpace, cfg: DistillConfig, rng: random.Random) -> StepArchs:
+    if cfg.teacher == "none":
+        return StepArchs(None, (space.sample(rng),))
+    if cfg.teacher == "sandwich":
+        randoms = tuple(space.sample(rng) for _ in range(cfg.num_random_students))
+        return StepArchs(space.max_arch, (space.min_arch, *randoms))
+    student = space.sample(rng)
+    if cfg.teacher == "max":
+        teacher = space.max_arch
+    elif cfg.teacher == "sampled":
+        teacher = space.sample(rng, space.upper(cfg.teacher_upper_k))
+    else:  # larger
+        teacher = space.sample_at_least(student, rng)
+    return StepArchs(teacher, (student,))
+
+
+def label_loss(logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy with hard labels (``[B]``) or soft/mixed targets (``[B, C]``)."""
+    if target.ndim == logits.ndim:
+        return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+    return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+
+
+def _f_divergence(
+    q_logits: Tensor, p_logits: Tensor, alpha: float, clip: float
+) -> tuple[Tensor, Tensor]:
+    """AlphaNet's f-divergence D_alpha(p || q) and its surrogate whose gradient is the
+    divergence's gradient w.r.t. the student ``q`` (Wang et al., 2021, loss_ops.py)."""
+    q_prob = F.softmax(q_logits, dim=1).detach()
+    p_prob = F.softmax(p_logits, dim=1).detach()
+    q_log_prob = F.log_softmax(q_logits, dim=1)
+    ratio = p_prob / q_prob
+    if abs(alpha) < 1e-3:
+        ratio = ratio.clamp(0, clip)
+        f, f_base, rho_f = -ratio.log(), 0.0, ratio.log() - 1.0
+    elif abs(alpha - 1.0) < 1e-3:
+        f, f_base, rho_f = ratio * ratio.log(), 0.0, ratio
+    else:
+        iw = ratio.pow(alpha).clamp(0, clip)
+        f_base = 1.0 / alpha / (alpha - 1.0)
+        f, rho_f = iw * f_base, iw / alpha + f_base
+    loss = torch.sum(q_prob * (f - f_base), dim=1)
+    surrogate = -torch.sum(q_prob * rho_f * q_log_prob, dim=1)
+    return loss, surrogate
+
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, cfg: DistillConfig) -> Tensor:
+    """Distillation loss of the student towards the (detached) teacher predictions."""
+    s = student_logits.float() / cfg.tau
+    t = teacher_logits.detach().float() / cfg.tau
+    if cfg.loss == "kl":
+        return (
+            F.kl_div(
+                F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True
+            )
+            * cfg.tau**2
+        )
+    if cfg.loss == "soft_ce":
+        return torch.sum(-F.softmax(t, -1) * F.log_softmax(s, -1), dim=-1).mean() * cfg.tau**2
+    left, grad_left = _f_divergence(s, t, cfg.alpha_div_min, cfg.alpha_div_clip)
+    right, grad_right = _f_divergence(s, t, cfg.alpha_div_max, cfg.alpha_div_clip)
+    # adaptive: follow whichever divergence is larger for each sample
+    return torch.where(left > right, grad_left, grad_right).mean() * cfg.tau**2

@@ -1,0 +1,284 @@
+"""The LightningModule: online-distillation training of the supernet and its validation panel."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from ovo.distill import DistillConfig, arch_rng, kd_loss, label_loss, sample_step_archs
+from ovo.errors import ConfigError, UserError
+from ovo.space import Arch, SearchSpace
+from ovo.supernet import SuperViT, ViTConfig
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN/inf: training stops before the optimizer step writes bad weights."""
+
+
+def build_panel(
+    space: SearchSpace,
+    num_random: int = 8,
+    seed: int = 0,
+    named: Mapping[str, Any] | None = None,
+    include_min_max: bool = True,
+) -> dict[str, Arch]:
+    """The fixed, named subnets validated every epoch: min, max, named archs and ``num_random``
+    archs drawn once from ``seed``; the same space and settings give the same panel in any run."""
+    panel: dict[str, Arch] = {}
+    if include_min_max:
+        panel["min"], panel["max"] = space.min_arch, space.max_arch
+    for name, arch in (named or {}).items():
+        panel[str(name)] = space.validate(arch if isinstance(arch, Arch) else Arch.from_dict(arch))
+    rng = random.Random(f"ovo-panel/{seed}")
+    for i in range(num_random):
+        panel[f"rand{i:02d}"] = space.sample(rng)
+    if not panel:
+        raise ConfigError(
+            "the validation panel is empty: set panel.num_random > 0, "
+            "panel.include_min_max=true or add panel.named archs"
+        )
+    return panel
+
+
+def _mixup(cfg: Mapping[str, Any] | None, num_classes: int) -> Mixup | None:
+    cfg = dict(cfg or {})
+    if (
+        cfg.get("mixup_alpha", 0) <= 0
+        and cfg.get("cutmix_alpha", 0) <= 0
+        and not cfg.get("cutmix_minmax")
+    ):
+        return None
+    return Mixup(num_classes=num_classes, **cfg)
+
+
+class OVOModule(L.LightningModule):
+    """Trains a :class:`SuperViT` with online distillation (see :mod:`ovo.distill`).
+
+    Every argument is plain data (dicts from Hydra), so the checkpoint describes itself: the
+    search, evaluation and export rebuild the supernet from ``hparams`` alone.
+
+    Args:
+        space: the search space (``SearchSpace.from_dict``).
+        model: model settings (``ViTConfig``): image/patch size, classes, pooling, drop path.
+        distill: online-distillation switches (``DistillConfig``).
+        optimizer: ``timm.optim.create_optimizer_v2`` arguments; ``lr`` is the LR at
+            ``lr_base_batch_size`` and scales linearly with the global batch.
+        scheduler: ``timm.scheduler.create_scheduler_v2`` arguments, stepped per optimizer step.
+        mixup: ``timm.data.Mixup`` arguments (one mix per batch, shared by teacher and student);
+            with zero mixup and cutmix alphas, labels stay hard and ``label_smoothing`` applies.
+        panel: ``build_panel`` arguments for validation.
+        seed: seeds the per-step arch RNG and the per-step global RNG reseed.
+        reseed_every_step: reseed torch/numpy/random from (seed, step, rank) before each step so
+            drop-path and Mixup draws are a function of the step: resuming is exact.
+        arch_trace_path: if set, each rank appends the archs it samples to ``<path>.rank<r>.jsonl``.
+        data: the data config, unused here but recorded in the checkpoint so the search and the
+            evaluation rebuild exactly the same held-out search split.
+    """
+
+    def __init__(
+        self,
+        space: Mapping[str, Any],
+        model: Mapping[str, Any],
+        distill: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        mixup: Mapping[str, Any] | None = None,
+        panel: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        lr_base_batch_size: int | None = 512,
+        seed: int = 0,
+        reseed_every_step: bool = True,
+        arch_trace_path: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.space = SearchSpace.from_dict(space)
+        self.vit_cfg = ViTConfig.from_dict(model)
+        self.distill_cfg = DistillConfig.from_dict(distill)
+        self.net = SuperViT(self.space, self.vit_cfg)
+        self.mixup = _mixup(mixup, self.vit_cfg.num_classes)
+        self.panel = build_panel(self.space, **(panel or {}))
+        k = self.vit_cfg.num_classes
+        self.val_metrics = nn.ModuleDict(
+            {
+                name: MetricCollection(
+                    {
+                        "acc1": MulticlassAccuracy(k, top_k=1, average="micro"),
+                        "acc5": MulticlassAccuracy(k, top_k=min(5, k), average="micro"),
+                    }
+                )
+                for name in self.panel
+            }
+        )
+        self._step_start: float | None = None
+
+    # ---- forward -------------------------------------------------------------------------
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        return self.net(x, arch)
+
+    # ---- training ------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+        if self.hparams.reseed_every_step:
+            s = random.Random(
+                f"ovo-step/{self.hparams.seed}/{self.global_step}/{batch_idx}/{self.global_rank}"
+            ).getrandbits(63)
+            torch.manual_seed(s)
+            np.random.seed(s % 2**32)
+            random.seed(s)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        if self.mixup is not None:
+            x, y = self.mixup(x, y)
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
+        rng = arch_rng(self.hparams.seed, self.global_step, batch_idx % accumulate)
+        archs = sample_step_archs(self.space, self.distill_cfg, rng)
+        self._trace(archs)
+        cfg, ls = self.distill_cfg, self.hparams.label_smoothing
+        alpha = cfg.alpha if self.current_epoch >= cfg.kd_start_epoch else 0.0
+        logs: dict[str, Tensor | float] = {}
+        total: Tensor | float = 0.0
+        teacher_logits = None
+        if archs.teacher is not None:
+            teacher_logits = self.net(x, archs.teacher)
+            logs["teacher_loss"] = label_loss(teacher_logits, y, ls)
+            total = logs["teacher_loss"]
+            logs["teacher_mparams"] = self.net.num_params(archs.teacher) / 1e6
+            logs["teacher_gmacs"] = self.net.num_macs(archs.teacher) / 1e9
+        student_losses, kds, ces = [], [], []
+        for student in archs.students:
+            logits = self.net(x, student)
+            ce = label_loss(logits, y, ls)
+            if teacher_logits is not None and alpha > 0:
+                kd = kd_loss(logits, teacher_logits, cfg)
+                loss = alpha * kd + (1.0 - alpha) * ce
+                kds.append(kd.detach())
+            else:
+                loss = ce
+            ces.append(ce.detach())
+            student_losses.append(loss)
+            total = total + loss
+        logs["student_loss"] = torch.stack(student_losses).detach().mean()
+        logs["student_ce"] = torch.stack(ces).mean()
+        if kds:
+            logs["student_kd"] = torch.stack(kds).mean()
+        logs["student_mparams"] = float(np.mean([self.net.num_params(a) for a in archs.students]))
+        logs["student_mparams"] /= 1e6
+        logs["student_gmacs"] = float(np.mean([self.net.num_macs(a) for a in archs.students])) / 1e9
+        self._check_finite(total, logs)
+        self.log("train/loss", total, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()})
+        return total
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._step_start is not None:
+            seconds = time.perf_counter() - self._step_start
+            images = batch[0].shape[0] * self.trainer.world_size
+            self.log("train/throughput_img_s", images / max(seconds, 1e-9))
+
+    def _check_finite(self, total: Tensor | float, logs: Mapping[str, Any]) -> None:
+        if isinstance(total, Tensor) and not torch.isfinite(total.detach()).all():
+            values = ", ".join(
+                f"{k}={float(v):.4g}"
+                for k, v in logs.items()
+                if "loss" in k or k.startswith("student_")
+            )
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}. "
+                "No optimizer step was taken and no checkpoint with these weights was written; "
+                "lower optimizer.lr, raise scheduler.warmup_epochs or add trainer.gradient_clip_val, "
+                "then resume from the last checkpoint (ckpt_path=...)."
+            )
+
+    def _trace(self, archs: Any) -> None:
+        path = self.hparams.arch_trace_path
+        if not path:
+            return
+        record = {
+            "step": self.global_step,
+            "rank": self.global_rank,
+            "teacher": archs.teacher.to_dict() if archs.teacher else None,
+            "students": [a.to_dict() for a in archs.students],
+        }
+        with Path(f"{path}.rank{self.global_rank}.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ---- validation ----------------------------------------------------------------------
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        for name, arch in self.panel.items():
+            self.val_metrics[name].update(self.net(x, arch), y)
+
+    def on_validation_epoch_end(self) -> None:
+        results = {}
+        for name, metrics in self.val_metrics.items():
+            values = metrics.compute()  # all-reduced across ranks by torchmetrics
+            metrics.reset()
+            results[name] = {k: float(v) for k, v in values.items()}
+            for key, value in values.items():
+                self.log(f"val/{name}/{key}", value)
+        for key in ("acc1", "acc5"):
+            self.log(
+                f"val/mean/{key}",
+                float(np.mean([r[key] for r in results.values()])),
+                prog_bar=key == "acc1",
+            )
+        self.panel_results = results
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
+
+    # ---- optimisation --------------------------------------------------------------------
+    def global_batch_size(self) -> int:
+        dm = self.trainer.datamodule
+        per_device = getattr(dm, "batch_size", None)
+        if per_device is None:
+            raise ConfigError("the data module has no batch_size; cannot scale the learning rate")
+        return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt_cfg = dict(self.hparams.optimizer or {"opt": "adamw", "lr": 5e-4, "weight_decay": 0.05})
+        lr = float(opt_cfg.pop("lr"))
+        if self.hparams.lr_base_batch_size:
+            lr *= self.global_batch_size() / self.hparams.lr_base_batch_size
+        optimizer = create_optimizer_v2(self.net, lr=lr, **opt_cfg)
+        sched_cfg = dict(self.hparams.scheduler or {})
+        if not sched_cfg:
+            return {"optimizer": optimizer}
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        updates_per_epoch = max(math.ceil(self.trainer.estimated_stepping_batches / epochs), 1)
+        scheduler, _ = create_scheduler_v2(
+            optimizer,
+            num_epochs=epochs,
+            step_on_epochs=False,
+            updates_per_epoch=updates_per_epoch,
+            **sched_cfg,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        # timm schedulers are stepped by update count (Lightning's default expects torch's API)
+        scheduler.step_update(num_updates=self.global_step)

@@ -1,0 +1,110 @@
+"""Search state on disk: atomic JSON writes, RNG state (de)serialisation, settings checks."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ovo.errors import ConfigError
+
+STATE_FORMAT = "ovo.search.state"
+STATE_VERSION = 1
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as JSON so ``path`` always holds either the old or the new whole file.
+
+    The text goes to a temporary file in the same directory (same filesystem, so the rename is
+    atomic), is flushed and fsynced, then replaces ``path``; the directory is fsynced so the
+    rename itself survives a power cut.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # not every platform/filesystem can fsync a directory
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def rng_state_to_json(rng: random.Random) -> list[Any]:
+    """``Random.getstate()`` (nested tuples of ints) as JSON lists."""
+    version, internal, gauss_next = rng.getstate()
+    return [version, list(internal), gauss_next]
+
+
+def rng_from_json(data: list[Any]) -> random.Random:
+    version, internal, gauss_next = data
+    rng = random.Random()
+    rng.setstate((int(version), tuple(int(x) for x in internal), gauss_next))
+    return rng
+
+
+def canonical(data: Any) -> Any:
+    """``data`` as it reads back from JSON (tuples become lists...), for comparisons."""
+    return json.loads(json.dumps(data, sort_keys=True))
+
+
+def fingerprint(settings: Mapping[str, Any]) -> str:
+    """A short hash of the settings that decide a search's trajectory."""
+    text = json.dumps(canonical(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    # A different strategy explains every other difference: name it first.
+    for key in sorted(set(old) | set(new), key=lambda k: (k != "strategy", k)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def load_state(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Read a state file and check it was written by a search with the same ``settings``."""
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"search state {path} cannot be read ({err}); delete it to start over"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ConfigError(f"{path} is not an ovo search state file; pass another state path")
+    if state.get("version") != STATE_VERSION:
+        raise ConfigError(
+            f"search state {path} has format version {state.get('version')}, this ovo reads "
+            f"version {STATE_VERSION}; delete it to start over"
+        )
+    current = canonical(settings)
+    if state.get("fingerprint") != fingerprint(current) or state.get("settings") != current:
+        diffs = _differences(state.get("settings") or {}, current)
+        shown = "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+        shown = shown or "fingerprint mismatch"
+        raise ConfigError(
+            f"search state {path} was written by a search with other settings ({shown}); "
+            "resume with the same settings, or delete the file / use another state path"
+        )
+    return state
