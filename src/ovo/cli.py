@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from ovo.errors import UserError
+from ovo.errors import CheckpointError, ConfigError, UserError
+from ovo.space import Arch, SearchSpace
 
 log = logging.getLogger("ovo")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,3 +46,53 @@ def to_plain(cfg: DictConfig | Any) -> Any:
     if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
+
+
+def parse_arch_spec(spec: Any, space: SearchSpace, seed: int = 0) -> dict[str, Arch]:
+    """Named archs from a spec: ``min``, ``max``, ``random:N`` (seeded), a YAML/JSON file, an
+    inline mapping, or a list of those. Every arch is validated against ``space``."""
+    if OmegaConf.is_config(spec):
+        spec = OmegaConf.to_container(spec, resolve=True)
+    if isinstance(spec, list | tuple):
+        out: dict[str, Arch] = {}
+        for item in spec:
+            out.update(parse_arch_spec(item, space, seed))
+        return out
+    if isinstance(spec, dict):
+        return {"custom": space.validate(Arch.from_dict(spec))}
+    text = str(spec)
+    if text in ("min", "max"):
+        return {text: space.min_arch if text == "min" else space.max_arch}
+    if text.startswith("random:"):
+        try:
+            n = int(text.split(":", 1)[1])
+        except ValueError as err:
+            raise ConfigError(f"arch={text}: use random:N with an integer N") from err
+        rng = random.Random(f"ovo-eval/{seed}")
+        return {f"random{i:03d}": space.sample(rng) for i in range(n)}
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"arch={text}: not min, max, random:N or an existing YAML/JSON file")
+    return {path.stem: space.validate(Arch.from_yaml(path))}
+
+
+def datamodule_from_checkpoint(hparams: dict[str, Any], overrides: Any = None) -> Any:
+    """The data module the checkpoint was trained with (same held-out search split), with
+    ``overrides`` (e.g. a new ``root``) merged in."""
+    from hydra.utils import instantiate
+
+    data = hparams.get("data")
+    if not data:
+        raise CheckpointError(
+            "the checkpoint records no data config; it predates ovo's data "
+            "recording: pass the full data config as data=..."
+        )
+    merged = OmegaConf.merge(OmegaConf.create(data), OmegaConf.create(to_plain(overrides) or {}))
+    return instantiate(merged, _convert_="all")
+
+
+def output_dir() -> Path:
+    """This Hydra run's output directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)

@@ -61,8 +61,12 @@ class Search:
         state_path: str | Path | None = None,
         on_generation: OnGeneration | None = None,
         max_tries: int = 10_000,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.space = space
+        # what the fitness depends on beyond these settings (checkpoint, data split): part of
+        # the fingerprint, so a state written for another evaluator is not resumed
+        self.context = dict(context or {})
         self.cost = cost
         self.constraints = constraints if constraints is not None else Constraints()
         self.fitness = fitness
@@ -100,6 +104,7 @@ class Search:
                 "generations": self.generations,
                 "seed": self.seed,
                 "max_tries": self.max_tries,
+                "context": self.context,
                 **self._hyper(),
             }
         )
@@ -269,6 +274,7 @@ class EvolutionSearch(Search):
         state_path: str | Path | None = None,
         on_generation: OnGeneration | None = None,
         max_tries: int = 10_000,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.parents = int(parents)
         self.mutations = int(mutations)
@@ -302,6 +308,7 @@ class EvolutionSearch(Search):
             state_path=state_path,
             on_generation=on_generation,
             max_tries=max_tries,
+            context=context,
         )
 
     @property
@@ -369,6 +376,7 @@ class RandomSearch(Search):
         state_path: str | Path | None = None,
         on_generation: OnGeneration | None = None,
         max_tries: int = 10_000,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.top_k = int(top_k)
         if self.top_k < 1:
@@ -384,6 +392,7 @@ class RandomSearch(Search):
             state_path=state_path,
             on_generation=on_generation,
             max_tries=max_tries,
+            context=context,
         )
 
     @property
