@@ -20,7 +20,14 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from ovo.distill import DistillConfig, arch_rng, kd_loss, label_loss, sample_step_archs
+from ovo.distill import (
+    DistillConfig,
+    StepArchs,
+    arch_rng,
+    kd_loss,
+    label_loss,
+    sample_step_archs,
+)
 from ovo.errors import ConfigError, UserError
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
@@ -146,46 +153,60 @@ class OVOModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         if self.mixup is not None:
-            x, y = self.mixup(x, y)
+            x, y = self.mixup(x, y)  # one mix per batch, shared by teacher and student
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
-        rng = arch_rng(self.hparams.seed, self.global_step, batch_idx % accumulate)
-        archs = sample_step_archs(self.space, self.distill_cfg, rng)
+        archs = sample_step_archs(
+            self.space,
+            self.distill_cfg,
+            arch_rng(self.hparams.seed, self.global_step, batch_idx % accumulate),
+        )
         self._trace(archs)
+        kd_on = self.current_epoch >= self.distill_cfg.kd_start_epoch
+        total, logs = self.step_losses(x, y, archs, kd_on)
+        self._check_finite(total, logs)
+        self.log("train/loss", total, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()})
+        return total
+
+    def step_losses(
+        self, x: Tensor, y: Tensor, archs: StepArchs, kd_on: bool = True
+    ) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The summed loss of one step (one backward) and its parts for logging.
+
+        teacher: CE on the labels; each student: ``alpha * KD + (1 - alpha) * CE`` (labels only
+        when there is no teacher or ``kd_on`` is false).
+        """
         cfg, ls = self.distill_cfg, self.hparams.label_smoothing
-        alpha = cfg.alpha if self.current_epoch >= cfg.kd_start_epoch else 0.0
+        alpha = cfg.alpha if kd_on else 0.0
         logs: dict[str, Tensor | float] = {}
         total: Tensor | float = 0.0
         teacher_logits = None
         if archs.teacher is not None:
             teacher_logits = self.net(x, archs.teacher)
-            logs["teacher_loss"] = label_loss(teacher_logits, y, ls)
-            total = logs["teacher_loss"]
+            total = logs["teacher_loss"] = label_loss(teacher_logits, y, ls)
             logs["teacher_mparams"] = self.net.num_params(archs.teacher) / 1e6
             logs["teacher_gmacs"] = self.net.num_macs(archs.teacher) / 1e9
-        student_losses, kds, ces = [], [], []
+        losses, kds, ces = [], [], []
         for student in archs.students:
             logits = self.net(x, student)
             ce = label_loss(logits, y, ls)
+            loss = ce
             if teacher_logits is not None and alpha > 0:
                 kd = kd_loss(logits, teacher_logits, cfg)
                 loss = alpha * kd + (1.0 - alpha) * ce
                 kds.append(kd.detach())
-            else:
-                loss = ce
             ces.append(ce.detach())
-            student_losses.append(loss)
+            losses.append(loss.detach())
             total = total + loss
-        logs["student_loss"] = torch.stack(student_losses).detach().mean()
+        logs["student_loss"] = torch.stack(losses).mean()
         logs["student_ce"] = torch.stack(ces).mean()
         if kds:
             logs["student_kd"] = torch.stack(kds).mean()
-        logs["student_mparams"] = float(np.mean([self.net.num_params(a) for a in archs.students]))
-        logs["student_mparams"] /= 1e6
+        logs["student_mparams"] = (
+            float(np.mean([self.net.num_params(a) for a in archs.students])) / 1e6
+        )
         logs["student_gmacs"] = float(np.mean([self.net.num_macs(a) for a in archs.students])) / 1e9
-        self._check_finite(total, logs)
-        self.log("train/loss", total, prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()})
-        return total
+        return total, logs
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._step_start is not None:

@@ -64,7 +64,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     return ckpt_path
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fit the supernet; returns the final metrics and where the artefacts are."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = cfg.paths.output_dir
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     loggers = instantiate_all(cfg.get("logger"))
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    callbacks = instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:  # the full composed config makes runs comparable in W&B
         lg.log_hyperparams(to_plain(cfg))

@@ -1,0 +1,66 @@
+"""Config composition and small runners shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from ovo.paths import conf_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A supernet step that takes milliseconds: nano space, 32px fake data, patch 8.
+FAST = [
+    "data=fake",
+    "space=nano",
+    "trainer=cpu",
+    "logger=csv",
+    "model.patch_size=8",
+    "data.num_train=128",
+    "data.num_val=64",
+    "data.batch_size=16",
+    "data.search_per_class=4",
+    "panel.num_random=2",
+    "scheduler.warmup_epochs=1",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "mixup.mixup_alpha=0.0",
+    "mixup.cutmix_alpha=0.0",
+    "+trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
+
+
+def compose_cfg(name: str, overrides: list[str], out_dir: Path) -> DictConfig:
+    """Compose ``conf/<name>.yaml`` as the CLI would, writing into ``out_dir``."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.log_dir = str(out_dir)
+        del cfg["hydra"]  # as in a real run: the task sees its config, HydraConfig the rest
+    return cfg
+
+
+def run_cli(
+    module: str, args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in a fresh process, as a user would run it."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
