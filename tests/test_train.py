@@ -5,11 +5,12 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
-from helpers import FAST, compose_cfg, run_cli
 
 from ovo.distill import StepArchs, label_loss
 from ovo.module import OVOModule
 from ovo.train import build_module, train
+
+from helpers import FAST, compose_cfg, run_cli
 
 STEPS_PER_EPOCH = (128 - 4 * 10) // 16  # FAST: 128 fake images, 4 per class held out
 EXPERIMENTS = ["quickstart", "ovo_ti", "ovo_s", "ovo_b", "ovo_ti_cifar100", "autoformer_ti"]
