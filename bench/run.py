@@ -56,8 +56,14 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def paired_median(fa: Callable[[], object], fb: Callable[[], object], device: torch.device,
-                  repeats: int, warmup: int, inner: int) -> tuple[float, float]:
+def paired_median(
+    fa: Callable[[], object],
+    fb: Callable[[], object],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    inner: int,
+) -> tuple[float, float]:
     """Median seconds per call of ``fa`` and ``fb``, measured interleaved."""
     for _ in range(warmup):
         fa()
@@ -74,13 +80,17 @@ def paired_median(fa: Callable[[], object], fb: Callable[[], object], device: to
 def mid_arch(space: SearchSpace) -> Arch:
     """The middle choice of every dimension (lower middle for even counts)."""
     pick = lambda c: c[(len(c) - 1) // 2]  # noqa: E731
-    return Arch.uniform(pick(space.embed_dim), pick(space.depth), pick(space.num_heads),
-                        pick(space.mlp_ratio))
+    return Arch.uniform(
+        pick(space.embed_dim), pick(space.depth), pick(space.num_heads), pick(space.mlp_ratio)
+    )
 
 
 SETTINGS = {  # name: (ViTConfig, batch)
     "32px/p4/b64": (ViTConfig(img_size=32, patch_size=4, num_classes=100, drop_path_rate=0.0), 64),
-    "224px/p16/b16": (ViTConfig(img_size=224, patch_size=16, num_classes=1000, drop_path_rate=0.0), 16),
+    "224px/p16/b16": (
+        ViTConfig(img_size=224, patch_size=16, num_classes=1000, drop_path_rate=0.0),
+        16,
+    ),
 }
 
 
@@ -91,7 +101,11 @@ def bench_speed(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         torch.manual_seed(0)
         net = SuperViT(space, cfg).to(device)
         x = torch.randn(batch, 3, cfg.img_size, cfg.img_size, device=device)
-        for name, arch in (("min", space.min_arch), ("mid", mid_arch(space)), ("max", space.max_arch)):
+        for name, arch in (
+            ("min", space.min_arch),
+            ("mid", mid_arch(space)),
+            ("max", space.max_arch),
+        ):
             static = export_subnet(net, arch).to(device)
             autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
@@ -112,11 +126,25 @@ def bench_speed(args: argparse.Namespace, device: torch.device, dtype: torch.dty
                     static(x)
 
             ts, tt = paired_median(train_super, train_static, device, args.repeats, args.warmup, 1)
-            rows.append(Row("fwd+bwd img/s supernet / static", f"tiny-{name} {setting}", tt / ts,
-                            ">= 0.95", detail={"supernet_img_s": batch / ts, "static_img_s": batch / tt}))
+            rows.append(
+                Row(
+                    "fwd+bwd img/s supernet / static",
+                    f"tiny-{name} {setting}",
+                    tt / ts,
+                    ">= 0.95",
+                    detail={"supernet_img_s": batch / ts, "static_img_s": batch / tt},
+                )
+            )
             ts, tt = paired_median(infer_super, infer_static, device, args.repeats, args.warmup, 1)
-            rows.append(Row("inference img/s supernet / static", f"tiny-{name} {setting}", tt / ts,
-                            ">= 0.97", detail={"supernet_img_s": batch / ts, "static_img_s": batch / tt}))
+            rows.append(
+                Row(
+                    "inference img/s supernet / static",
+                    f"tiny-{name} {setting}",
+                    tt / ts,
+                    ">= 0.97",
+                    detail={"supernet_img_s": batch / ts, "static_img_s": batch / tt},
+                )
+            )
             net.zero_grad(set_to_none=True)
     return rows
 
@@ -157,8 +185,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
     rows = bench_costs(args) + bench_speed(args, device, dtype)
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     print(f"\novo bench on {machine}, torch {torch.__version__}, {dtype}\n")
     print(f"| {'measure':38s} | {'setting':26s} | {'value':>8s} | {'target':8s} | ok |")
     print(f"|{'-' * 40}|{'-' * 28}|{'-' * 10}|{'-' * 10}|----|")
@@ -167,8 +198,17 @@ def main(argv: list[str] | None = None) -> list[Row]:
         print(f"| {r.measure:38s} | {r.setting:26s} | {r.value:8.3f} | {r.target:8s} | {ok:3s}|")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "torch": torch.__version__, "dtype": str(dtype),
-                               "rows": [asdict(r) | {"ok": r.ok} for r in rows]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "torch": torch.__version__,
+                "dtype": str(dtype),
+                "rows": [asdict(r) | {"ok": r.ok} for r in rows],
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {out}")
     return rows
 

@@ -13,8 +13,14 @@ from ovo.train import train
 
 from helpers import FAST, compose_cfg, run_cli
 
-SMALL_SEARCH = ["population=8", "generations=3", "parents=3", "mutations=3", "crossovers=3",
-                "wandb.enabled=false"]
+SMALL_SEARCH = [
+    "population=8",
+    "generations=3",
+    "parents=3",
+    "mutations=3",
+    "crossovers=3",
+    "wandb.enabled=false",
+]
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +31,11 @@ def ckpt(tmp_path_factory):
 
 
 def _search(ckpt, tmp_path, *args):
-    return run_cli("ovo.search", [f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}", *SMALL_SEARCH,
-                                  *args], tmp_path)
+    return run_cli(
+        "ovo.search",
+        [f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}", *SMALL_SEARCH, *args],
+        tmp_path,
+    )
 
 
 def test_search_writes_results_within_budget_and_resumes_to_the_same_result(ckpt, tmp_path):
@@ -38,7 +47,9 @@ def test_search_writes_results_within_budget_and_resumes_to_the_same_result(ckpt
     results = json.loads((out / "results.json").read_text())
     assert results["num_evaluated"] == len(results["evaluated"]) <= 8 * 3
     assert all(e["params"] <= budget for e in results["evaluated"])
-    assert all(net.num_params(Arch.from_dict(e["arch"])) == e["params"] for e in results["evaluated"])
+    assert all(
+        net.num_params(Arch.from_dict(e["arch"])) == e["params"] for e in results["evaluated"]
+    )
     archs = [json.dumps(e["arch"], sort_keys=True) for e in results["evaluated"]]
     assert len(set(archs)) == len(archs)  # never evaluated twice
     best = Arch.from_yaml(out / "best_arch.yaml")
@@ -73,8 +84,11 @@ def test_search_refuses_a_checkpoint_of_another_space(ckpt, tmp_path):
 
 
 def test_evaluate_table(ckpt, tmp_path):
-    proc = run_cli("ovo.evaluate", [f"ckpt_path={ckpt}", "arch=[min,max,random:2]",
-                                    f"hydra.run.dir={tmp_path}/ev"], tmp_path)
+    proc = run_cli(
+        "ovo.evaluate",
+        [f"ckpt_path={ckpt}", "arch=[min,max,random:2]", f"hydra.run.dir={tmp_path}/ev"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "ev/evaluation.json").read_text())["rows"]
     assert [r["name"] for r in rows] == ["min", "max", "random000", "random001"]
@@ -88,9 +102,17 @@ def test_export_round_trip_and_onnx_parity(ckpt, tmp_path):
     net = load_supernet(ckpt).net
     arch = net.space.sample(__import__("random").Random(5))
     arch.to_yaml(arch_file)
-    proc = run_cli("ovo.export", [f"ckpt_path={ckpt}", f"arch={arch_file}", "onnx=true",
-                                  f"out_dir={tmp_path}/model", f"hydra.run.dir={tmp_path}/run"],
-                   tmp_path)
+    proc = run_cli(
+        "ovo.export",
+        [
+            f"ckpt_path={ckpt}",
+            f"arch={arch_file}",
+            "onnx=true",
+            f"out_dir={tmp_path}/model",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "parity" in proc.stdout and "OK" in proc.stdout
     model = load_exported(tmp_path / "model")

@@ -179,3 +179,34 @@ def test_module_checkpoint_is_self_describing(tmp_path):
     train(cfg)
     module = OVOModule.load_from_checkpoint(tmp_path / "checkpoints/last.ckpt", weights_only=True)
     assert module.space.name == "nano" and module.vit_cfg.patch_size == 8
+
+
+def test_multirun_with_ddp_runs_each_job_once_on_both_ranks(tmp_path):
+    args = [
+        "-m",
+        *FAST,
+        "trainer.max_epochs=1",
+        "trainer.devices=2",
+        "trainer.strategy=ddp_find_unused_parameters_true",
+        "distill.alpha=0.3,0.7",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        "arch_trace_path=${paths.output_dir}/trace",
+    ]
+    proc = run_cli("ovo.train", args, tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
+    for job, alpha in ((0, 0.3), (1, 0.7)):
+        job_dir = tmp_path / "sweep" / str(job)
+        traces = [
+            [
+                json.loads(line)
+                for line in (job_dir / f"trace.rank{r}.jsonl").read_text().splitlines()
+            ]
+            for r in (0, 1)
+        ]
+        assert len(traces[0]) == len(traces[1]) == (128 - 40) // 2 // 16  # one epoch, once
+        for r0, r1 in zip(*traces):
+            assert r0["distill"]["alpha"] == r1["distill"]["alpha"] == alpha
+            assert (r0["teacher"], r0["students"]) == (r1["teacher"], r1["students"])
+        ckpt = torch.load(job_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        assert ckpt["hyper_parameters"]["distill"]["alpha"] == alpha

@@ -235,6 +235,7 @@ class OVOModule(L.LightningModule):
         record = {
             "step": self.global_step,
             "rank": self.global_rank,
+            "distill": dict(self.hparams.distill or {}),
             "teacher": archs.teacher.to_dict() if archs.teacher else None,
             "students": [a.to_dict() for a in archs.students],
         }

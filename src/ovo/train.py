@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from ovo import hydra_ddp
 from ovo.cli import to_plain, user_errors_exit
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
@@ -129,7 +131,13 @@ def _finish_wandb() -> None:
 @user_errors_exit
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg)
-    summary = train(cfg)
+    hydra_ddp.install()
+    is_child = os.environ.get("LOCAL_RANK", "0") != "0"  # a DDP rank started by Lightning
+    try:
+        summary = train(cfg)
+    finally:
+        if not is_child:
+            hydra_ddp.reset_between_jobs()
     return summary["metrics"].get("val/mean/acc1")
 
 
