@@ -1,11 +1,12 @@
-"""ovo benchmark: supernet vs the same subnet as a static timm model, side by side in one run.
+"""ovo benchmark: the supernet against the same subnets as static timm models, in one run.
 
-Every row is a ratio of two measurements taken interleaved in the same process (A, B, A, B...),
-after warm-up, as the median of several repeats, so machine noise cancels instead of moving the
+Every ratio compares two measurements taken interleaved in the same process (A, B, B, A, ...),
+after warm-up, as medians of several repeats, so machine noise cancels instead of moving the
 target. Prints one table and writes ``bench/results/bench.json``.
 
-    make bench                      # full run
-    python bench/run.py --quick     # one tiny repeat per row (the smoke test)
+    make bench                         # full run (CPU: ~10 min on 2 cores; GPU: bf16, CUDA timing)
+    python bench/run.py --quick        # one tiny repeat of every row (the smoke test)
+    python bench/run.py --only 32px    # settings whose name contains "32px"
 """
 
 from __future__ import annotations
@@ -13,47 +14,63 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from ovo.distill import DistillConfig, kd_loss, label_loss
+from ovo.evaluation import SubnetEvaluator, make_fabric
 from ovo.export import export_subnet
 from ovo.space import Arch, SearchSpace, load_space
 from ovo.supernet import SuperViT, ViTConfig
+
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 
 
 @dataclass
 class Row:
     measure: str
     setting: str
-    value: float
+    value: float | None
     target: str
     unit: str = "ratio"
     detail: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool | None:
-        if not self.target:
+        if not self.target or self.value is None:
             return None
         op, num = self.target.split()
         return self.value >= float(num) if op == ">=" else self.value <= float(num)
 
 
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    cfg: ViTConfig
+    batch: int
+
+
+def settings(quick: bool) -> list[Setting]:
+    small = ViTConfig(img_size=32, patch_size=4, num_classes=100, drop_path_rate=0.0)
+    large = ViTConfig(img_size=224, patch_size=16, num_classes=1000, drop_path_rate=0.0)
+    if quick:
+        return [Setting("32px/p4/b4", small, 4)]
+    return [Setting("32px/p4/b64", small, 64), Setting("224px/p16/b16", large, 16)]
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
 
 
 def paired_median(
@@ -62,106 +79,344 @@ def paired_median(
     device: torch.device,
     repeats: int,
     warmup: int,
-    inner: int,
 ) -> tuple[float, float]:
-    """Median seconds per call of ``fa`` and ``fb``, measured interleaved."""
+    """Median seconds per call of ``fa`` and ``fb``, measured interleaved (ABBA order)."""
     for _ in range(warmup):
         fa()
         fb()
-    ta, tb = [], []
+    times: dict[int, list[float]] = {0: [], 1: []}
     for i in range(repeats):
-        # alternate who goes first so neither always runs on a warmer cache
-        order = ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta))
-        for fn, out in order:
-            out.append(timed(lambda fn=fn: [fn() for _ in range(inner)], device) / inner)
-    return statistics.median(ta), statistics.median(tb)
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for which in order:
+            fn = fa if which == 0 else fb
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[which].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def mid_arch(space: SearchSpace) -> Arch:
     """The middle choice of every dimension (lower middle for even counts)."""
-    pick = lambda c: c[(len(c) - 1) // 2]  # noqa: E731
-    return Arch.uniform(
-        pick(space.embed_dim), pick(space.depth), pick(space.num_heads), pick(space.mlp_ratio)
-    )
+    c = lambda v: v[(len(v) - 1) // 2]  # noqa: E731
+    return Arch.uniform(c(space.embed_dim), c(space.depth), c(space.num_heads), c(space.mlp_ratio))
 
 
-SETTINGS = {  # name: (ViTConfig, batch)
-    "32px/p4/b64": (ViTConfig(img_size=32, patch_size=4, num_classes=100, drop_path_rate=0.0), 64),
-    "224px/p16/b16": (
-        ViTConfig(img_size=224, patch_size=16, num_classes=1000, drop_path_rate=0.0),
-        16,
-    ),
-}
+# ---- step functions (built by factories so every closure binds its own objects) -------------
+def fwd_bwd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, amp) -> Callable:
+    def step() -> None:
+        with amp():
+            model(x).float().sum().backward()
+
+    return step
 
 
-def bench_speed(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[Row]:
-    rows = []
-    space = load_space("tiny")
-    for setting, (cfg, batch) in SETTINGS.items():
-        torch.manual_seed(0)
-        net = SuperViT(space, cfg).to(device)
-        x = torch.randn(batch, 3, cfg.img_size, cfg.img_size, device=device)
-        for name, arch in (
-            ("min", space.min_arch),
-            ("mid", mid_arch(space)),
-            ("max", space.max_arch),
-        ):
-            static = export_subnet(net, arch).to(device)
-            autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+def inference(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, amp) -> Callable:
+    def step() -> None:
+        with torch.inference_mode(), amp():
+            model(x)
 
-            def train_super():
-                with autocast:
-                    net(x, arch).float().sum().backward()
-
-            def train_static():
-                with autocast:
-                    static(x).float().sum().backward()
-
-            def infer_super():
-                with torch.inference_mode(), autocast:
-                    net(x, arch)
-
-            def infer_static():
-                with torch.inference_mode(), autocast:
-                    static(x)
-
-            ts, tt = paired_median(train_super, train_static, device, args.repeats, args.warmup, 1)
-            rows.append(
-                Row(
-                    "fwd+bwd img/s supernet / static",
-                    f"tiny-{name} {setting}",
-                    tt / ts,
-                    ">= 0.95",
-                    detail={"supernet_img_s": batch / ts, "static_img_s": batch / tt},
-                )
-            )
-            ts, tt = paired_median(infer_super, infer_static, device, args.repeats, args.warmup, 1)
-            rows.append(
-                Row(
-                    "inference img/s supernet / static",
-                    f"tiny-{name} {setting}",
-                    tt / ts,
-                    ">= 0.97",
-                    detail={"supernet_img_s": batch / ts, "static_img_s": batch / tt},
-                )
-            )
-            net.zero_grad(set_to_none=True)
-    return rows
+    return step
 
 
-def bench_costs(args: argparse.Namespace) -> list[Row]:
+def ovo_step(net: SuperViT, teacher: Arch, student: Arch, x, y, opt, amp, kd: DistillConfig):
+    """One online-distillation step: teacher CE + student KD, one backward, one optimizer step."""
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with amp():
+            t = net(x, teacher)
+            s = net(x, student)
+            loss = label_loss(t, y) + kd_loss(s, t, kd)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def static_pair_step(
+    t_model: nn.Module, s_model: nn.Module, x, y, opt_t, opt_s, amp, kd: DistillConfig
+):
+    """The same work on two static models: teacher step, then student step against it."""
+
+    def step() -> None:
+        opt_t.zero_grad(set_to_none=True)
+        with amp():
+            t = t_model(x)
+            loss_t = label_loss(t, y)
+        loss_t.backward()
+        opt_t.step()
+        opt_s.zero_grad(set_to_none=True)
+        with amp():
+            loss_s = kd_loss(s_model(x), t.detach(), kd)
+        loss_s.backward()
+        opt_s.step()
+
+    return step
+
+
+def adamw(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-6, weight_decay=0.05)
+
+
+# ---- rows -----------------------------------------------------------------------------------
+def bench_costs(quick: bool) -> list[Row]:
     space = load_space("tiny")
     net = SuperViT(space, ViTConfig())
-    import random
-
     rng = random.Random(0)
-    archs = [space.sample(rng) for _ in range(1000 if not args.quick else 50)]
+    archs = [space.sample(rng) for _ in range(50 if quick else 2000)]
     start = time.perf_counter()
     for a in archs:
         net.cost.params(a)
         net.cost.macs(a)
     us = (time.perf_counter() - start) / len(archs) * 1e6
-    return [Row("closed-form params + FLOPs per arch", "tiny, 224px", us, "<= 100", unit="us")]
+    return [Row("closed-form params + FLOPs per arch", "tiny, 224px", us, "< 100", unit="us")]
+
+
+def teacher_student_pair(space: SearchSpace) -> tuple[Arch, Arch]:
+    """A representative pair of the default mode: teacher from the upper pool, uniform student."""
+    rng = random.Random(0)
+    return space.sample(rng, space.upper(2)), space.sample(rng)
+
+
+def bench_speed(s: Setting, args, device, amp, peak_tflops) -> list[Row]:
+    rows: list[Row] = []
+    space = load_space("tiny")
+    torch.manual_seed(0)
+    net = SuperViT(space, s.cfg).to(device)
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
+    y = torch.randint(0, s.cfg.num_classes, (s.batch,), device=device)
+    for name, arch in (("min", space.min_arch), ("mid", mid_arch(space)), ("max", space.max_arch)):
+        static = export_subnet(net, arch).to(device)
+        ts, tt = paired_median(
+            fwd_bwd(lambda v, a=arch: net(v, a), x, amp),
+            fwd_bwd(static, x, amp),
+            device,
+            args.repeats,
+            args.warmup,
+        )
+        detail = {"supernet_img_s": s.batch / ts, "static_img_s": s.batch / tt}
+        if peak_tflops:
+            flops = 3 * 2 * net.num_macs(arch) * s.batch
+            detail["supernet_mfu"] = flops / ts / (peak_tflops * 1e12)
+        rows.append(
+            Row(
+                "fwd+bwd img/s, supernet / static",
+                f"tiny-{name} {s.name}",
+                tt / ts,
+                ">= 0.95",
+                detail=detail,
+            )
+        )
+        net.zero_grad(set_to_none=True)
+        ts, tt = paired_median(
+            inference(lambda v, a=arch: net(v, a), x, amp),
+            inference(static, x, amp),
+            device,
+            args.repeats,
+            args.warmup,
+        )
+        rows.append(
+            Row(
+                "inference img/s, supernet / static",
+                f"tiny-{name} {s.name}",
+                tt / ts,
+                ">= 0.97",
+                detail={"supernet_img_s": s.batch / ts, "static_img_s": s.batch / tt},
+            )
+        )
+    # one OVO step vs a static teacher step + a static student step
+    teacher, student = teacher_student_pair(space)
+    kd = DistillConfig()
+    t_model, s_model = (
+        export_subnet(net, teacher).to(device),
+        export_subnet(net, student).to(device),
+    )
+    ovo = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), amp, kd)
+    pair = static_pair_step(
+        t_model, s_model, x, y, adamw(t_model.parameters()), adamw(s_model.parameters()), amp, kd
+    )
+    to, tp = paired_median(ovo, pair, device, args.repeats, args.warmup)
+    rows.append(
+        Row(
+            "OVO step time / (static teacher + student step)",
+            f"tiny {s.name}",
+            to / tp,
+            "<= 1.05",
+            detail={
+                "ovo_step_s": to,
+                "static_pair_s": tp,
+                "teacher": teacher.short(),
+                "student": student.short(),
+            },
+        )
+    )
+    # search-time evaluation: the evaluator over many archs vs static inference of the same
+    archs = [space.sample(random.Random(i)) for i in range(2 if args.quick else 6)]
+    statics = [export_subnet(net, a).to(device).eval() for a in archs]
+    fabric = make_fabric(accelerator=device.type, devices=1)
+    loader = [(x.cpu(), y.cpu())] * (1 if args.quick else 3)
+    evaluator = SubnetEvaluator(net, loader, fabric, cache=True)
+    evaluator.evaluate(archs)  # fills the cache (the search's steady state)
+
+    def run_static() -> None:
+        with torch.inference_mode(), amp():
+            for _ in loader:
+                for m in statics:
+                    m(x)
+
+    te, tst = paired_median(
+        lambda: evaluator.evaluate(archs), run_static, device, args.repeats, args.warmup
+    )
+    rows.append(
+        Row(
+            "search eval arch*img/s / static inference",
+            f"tiny {s.name}",
+            tst / te,
+            ">= 0.95",
+            detail={"arch_img_s": len(archs) * len(loader) * s.batch / te},
+        )
+    )
+    net.zero_grad(set_to_none=True)
+    return rows
+
+
+def bench_compile(s: Setting, args, device, amp) -> list[Row]:
+    """GPU only: a compiled, shape-bucketed supernet step vs an eager static timm step."""
+    if device.type != "cuda":
+        return [
+            Row(
+                "compiled supernet step / eager static step",
+                f"tiny {s.name}",
+                None,
+                ">= 1.20",
+                detail={"skipped": "needs a CUDA GPU"},
+            )
+        ]
+    space = load_space("tiny")
+    net = SuperViT(space, s.cfg).to(device)
+    arch = space.max_arch
+    static = export_subnet(net, arch).to(device)
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
+    compiled = torch.compile(lambda v: net(v, arch), dynamic=False)
+    tc, te = paired_median(
+        fwd_bwd(compiled, x, amp), fwd_bwd(static, x, amp), device, args.repeats, args.warmup + 2
+    )
+    return [
+        Row("compiled supernet step / eager static step", f"tiny-max {s.name}", te / tc, ">= 1.20")
+    ]
+
+
+def _peak_rss_child(kind: str, setting: str, quick: bool) -> float:
+    """Peak resident memory (MB) a step adds over the steady state (weights + optimizer state),
+    measured in a fresh process so earlier allocations do not hide it."""
+    code = (
+        "import sys; sys.path.insert(0, 'bench'); import run; "
+        f"print(run.step_peak_rss({kind!r}, {setting!r}, {quick!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def step_peak_rss(kind: str, setting: str, quick: bool) -> float:
+    s = next(v for v in settings(quick) if v.name == setting)
+    space = load_space("tiny")
+    torch.manual_seed(0)
+    net = SuperViT(space, s.cfg)
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size)
+    y = torch.randint(0, s.cfg.num_classes, (s.batch,))
+    teacher, student = teacher_student_pair(space)
+    kd = DistillConfig()
+    ctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    if kind == "ovo":
+        step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), ctx, kd)
+        steps = [step]
+    else:
+        t_model, s_model = export_subnet(net, teacher), export_subnet(net, student)
+        del net
+        steps = [
+            static_pair_step(
+                t_model,
+                s_model,
+                x,
+                y,
+                adamw(t_model.parameters()),
+                adamw(s_model.parameters()),
+                ctx,
+                kd,
+            )
+        ]
+    steps[0]()  # optimizer state now exists: that is the steady state
+    before = _rss_mb()
+    steps[0]()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def bench_memory(s: Setting, args, device) -> list[Row]:
+    if device.type == "cuda":
+        results = {}
+        space = load_space("tiny")
+        teacher, student = teacher_student_pair(space)
+        kd = DistillConfig()
+        x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
+        y = torch.randint(0, s.cfg.num_classes, (s.batch,), device=device)
+        amp = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+        for kind in ("ovo", "pair"):
+            torch.manual_seed(0)
+            net = SuperViT(space, s.cfg).to(device)
+            if kind == "ovo":
+                step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), amp, kd)
+            else:
+                t_model = export_subnet(net, teacher).to(device)
+                s_model = export_subnet(net, student).to(device)
+                del net
+                step = static_pair_step(
+                    t_model,
+                    s_model,
+                    x,
+                    y,
+                    adamw(t_model.parameters()),
+                    adamw(s_model.parameters()),
+                    amp,
+                    kd,
+                )
+            step()
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            torch.cuda.synchronize(device)
+            results[kind] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+            del step
+            torch.cuda.empty_cache()
+        ovo_mb, pair_mb = results["ovo"], results["pair"]
+    elif args.quick:  # smoke test: exercise the code in-process (numbers not meaningful)
+        ovo_mb = step_peak_rss("ovo", s.name, True)
+        pair_mb = step_peak_rss("pair", s.name, True)
+    else:
+        ovo_mb = _peak_rss_child("ovo", s.name, args.quick)
+        pair_mb = _peak_rss_child("pair", s.name, args.quick)
+    return [
+        Row(
+            "peak step memory, OVO / (static teacher + student)",
+            f"tiny {s.name}",
+            ovo_mb / max(pair_mb, 1e-9),
+            "<= 1.15",
+            detail={"ovo_mb": ovo_mb, "static_pair_mb": pair_mb},
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -170,32 +425,40 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", nargs="*", default=None, help="settings to run (default: all)")
+    parser.add_argument("--only", default="", help="run settings whose name contains this")
     parser.add_argument("--out", default="bench/results/bench.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 1, 0
-        SETTINGS["32px/p4/b64"] = (SETTINGS["32px/p4/b64"][0], 4)
-        SETTINGS.pop("224px/p16/b16")
-    if args.only:
-        for k in list(SETTINGS):
-            if k not in args.only:
-                SETTINGS.pop(k)
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    bf16 = device.type == "cuda"
 
-    rows = bench_costs(args) + bench_speed(args, device, dtype)
+    def amp():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
     machine = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     )
-    print(f"\novo bench on {machine}, torch {torch.__version__}, {dtype}\n")
-    print(f"| {'measure':38s} | {'setting':26s} | {'value':>8s} | {'target':8s} | ok |")
-    print(f"|{'-' * 40}|{'-' * 28}|{'-' * 10}|{'-' * 10}|----|")
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in machine), None) if bf16 else None
+    rows = bench_costs(args.quick)
+    for s in settings(args.quick):
+        if args.only not in s.name:
+            continue
+        rows += bench_speed(s, args, device, amp, peak)
+        rows += bench_memory(s, args, device)
+        rows += bench_compile(s, args, device, amp)
+    print(
+        f"\novo bench: {machine}, torch {torch.__version__}, "
+        f"{'bf16' if bf16 else 'fp32'}, {args.repeats} repeats (median)\n"
+    )
+    print(f"| {'measure':50s} | {'setting':24s} | {'value':>8s} | {'target':8s} | ok |")
+    print(f"|{'-' * 52}|{'-' * 26}|{'-' * 10}|{'-' * 10}|----|")
     for r in rows:
-        ok = {True: "yes", False: "NO", None: ""}[r.ok]
-        print(f"| {r.measure:38s} | {r.setting:26s} | {r.value:8.3f} | {r.target:8s} | {ok:3s}|")
+        ok = {True: "yes", False: "NO", None: "-"}[r.ok]
+        value = "n/a" if r.value is None else f"{r.value:8.3f}"
+        print(f"| {r.measure:50s} | {r.setting:24s} | {value:>8s} | {r.target:8s} | {ok:3s}|")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -203,7 +466,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
             {
                 "machine": machine,
                 "torch": torch.__version__,
-                "dtype": str(dtype),
+                "bf16": bf16,
+                "repeats": args.repeats,
                 "rows": [asdict(r) | {"ok": r.ok} for r in rows],
             },
             indent=2,

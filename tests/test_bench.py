@@ -1,0 +1,20 @@
+import importlib.util
+import json
+import sys
+
+from helpers import REPO
+
+
+def test_bench_quick_runs_every_row(tmp_path):
+    spec = importlib.util.spec_from_file_location("ovo_bench", REPO / "bench" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["ovo_bench"] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    rows = bench.main(["--quick", "--device", "cpu", "--out", str(out)])
+    measures = {r.measure for r in rows}
+    assert len(measures) == 7
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == len(rows)
+    assert all(r["value"] is None or r["value"] > 0 for r in data["rows"])
+    assert next(r for r in rows if r.measure.startswith("closed-form")).value < 1000
