@@ -64,3 +64,24 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def run_main(main, args: list[str], capsys) -> tuple[int, str, str]:
+    """Call a Hydra entry point (``ovo.train.main`` ...) in-process as the CLI would, and
+    return (exit status, stdout, stderr)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved = sys.argv
+    sys.argv = ["ovo", *args]
+    os.environ.pop("HYDRA_FULL_ERROR", None)
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        GlobalHydra.instance().clear()
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import random
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,13 +33,37 @@ def user_errors_exit(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except UserError as err:
-            if debug_mode():
+        except Exception as err:
+            user_error = find_user_error(err)
+            if user_error is None or debug_mode():
                 raise
-            print(f"ovo: error: {err}", file=sys.stderr, flush=True)
+            print(f"ovo: error: {one_line(user_error)}", file=sys.stderr, flush=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def find_user_error(err: BaseException) -> UserError | None:
+    """The :class:`UserError` behind ``err``: itself, or the cause of a wrapper such as Hydra's
+    ``InstantiationException`` or a DataLoader worker's re-raise."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """The message without a worker's embedded traceback (DataLoader workers re-raise the
+    original exception type with 'Caught X in DataLoader worker ... Original Traceback ...')."""
+    text = str(err).strip()
+    if "Traceback" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1]
+        text = last.split(": ", 1)[1] if last.startswith(type(err).__name__ + ":") else last
+    return " ".join(text.split())
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:
@@ -89,6 +114,28 @@ def datamodule_from_checkpoint(hparams: dict[str, Any], overrides: Any = None) -
         )
     merged = OmegaConf.merge(OmegaConf.create(data), OmegaConf.create(to_plain(overrides) or {}))
     return instantiate(merged, _convert_="all")
+
+
+def check_writable(directory: str | Path, need_bytes: int = 0) -> None:
+    """Fail before any work if ``directory`` cannot be written or lacks ``need_bytes`` free."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".ovo-write-test-{os.getpid()}"
+        probe.write_bytes(b"ovo")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"output directory {directory} is not writable ({err.strerror or err}); "
+            "point hydra.run.dir or OVO_LOG_DIR to a writable place"
+        ) from err
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"only {free / 2**30:.2f} GiB free under {directory} but this run's "
+            f"checkpoints need about {need_bytes / 2**30:.2f} GiB; free space or "
+            "move the outputs (hydra.run.dir=..., OVO_LOG_DIR=...)"
+        )
 
 
 def output_dir() -> Path:

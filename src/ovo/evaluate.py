@@ -64,7 +64,7 @@ def run_evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     evaluator = SubnetEvaluator(
         loaded.net, loader, fabric, cache=cfg.eval.cache, max_batches=cfg.eval.max_batches
     )
-    scores = evaluator.evaluate(list(archs.values()))
+    scores = evaluator.evaluate(list(archs.values()), progress=True)
     net = evaluator.net
     rows = []
     for (name, arch), score in zip(archs.items(), scores):

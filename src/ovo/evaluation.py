@@ -100,7 +100,8 @@ class SubnetEvaluator:
             self._cached = kept
 
     @torch.inference_mode()
-    def evaluate(self, archs: Sequence[Arch]) -> list[ArchScore]:
+    def evaluate(self, archs: Sequence[Arch], progress: bool = False) -> list[ArchScore]:
+        """Top-1/top-5 of every arch; ``progress`` shows a bar over the data batches."""
         if not archs:
             return []
         for arch in archs:
@@ -110,7 +111,10 @@ class SubnetEvaluator:
         k5 = min(5, self.net.cfg.num_classes)
         hits = torch.zeros(2, len(archs), dtype=torch.long, device=device)
         count = torch.zeros((), dtype=torch.long, device=device)
-        for x, y in self._batches():
+        bar = _progress_bar(
+            f"scoring {len(archs)} archs", progress and self.fabric.global_rank == 0
+        )
+        for x, y in bar(self._batches()):
             for i, arch in enumerate(archs):
                 with self.fabric.autocast():
                     logits = self.net(x, arch)
@@ -134,3 +138,12 @@ class SubnetEvaluator:
     def throughput(self) -> float:
         """Arch x image pairs scored per second so far (all ranks)."""
         return self.images_scored / self.seconds if self.seconds else 0.0
+
+
+def _progress_bar(description: str, enabled: bool):
+    """``rich.progress.track`` when enabled, else the identity."""
+    if not enabled:
+        return lambda it: it
+    from rich.progress import track
+
+    return lambda it: track(it, description=description, transient=True)

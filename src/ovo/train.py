@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ovo import hydra_ddp
-from ovo.cli import to_plain, user_errors_exit
+from ovo.cli import check_writable, to_plain, user_errors_exit
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.paths import conf_dir
@@ -72,6 +72,9 @@ def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     output_dir = cfg.paths.output_dir
+    # a checkpoint holds weights + two AdamW moments (fp32); last, best and one being written
+    weights = sum(p.numel() for p in module.parameters()) * 4
+    check_writable(output_dir, need_bytes=3 * 3 * weights)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])

@@ -20,6 +20,7 @@ from ovo.checkpoint import load_supernet
 from ovo.cli import datamodule_from_checkpoint, output_dir, to_plain, user_errors_exit
 from ovo.errors import ConfigError
 from ovo.evaluation import SubnetEvaluator, make_fabric
+from ovo.faults import kill_self
 from ovo.paths import conf_dir
 from ovo.search.constraints import Constraints, check_feasible, format_count
 from ovo.search.evolution import make_search
@@ -177,6 +178,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
         new = [e for e in search.result().evaluated if e.generation == gen]
         wb.generation(gen, record, new)
         progress.update(task, completed=gen + 1, best=f"{record.best_fitness:.2f}%")
+        if cfg.get("fault", {}).get("kill_after_generation") == gen:
+            kill_self()  # fault injection (tests): the state of `gen` is already on disk
 
     search.on_generation = on_generation
     with progress:
