@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from collections import defaultdict
@@ -10,7 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CIFAR10_ZIP = Path("/work/shared/data/cifar10/cifar10_jpg.zip")
+# shared/ lies beside the checkout (here and in CI); OVO_SHARED_DIR overrides it
+CIFAR10_ZIP = (
+    Path(os.environ.get("OVO_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+    / "data/cifar10/cifar10_jpg.zip"
+)
 CIFAR10_CLASSES = [
     "airplane",
     "automobile",

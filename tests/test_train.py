@@ -210,3 +210,47 @@ def test_multirun_with_ddp_runs_each_job_once_on_both_ranks(tmp_path):
             assert (r0["teacher"], r0["students"]) == (r1["teacher"], r1["students"])
         ckpt = torch.load(job_dir / "checkpoints" / "last.ckpt", weights_only=True)
         assert ckpt["hyper_parameters"]["distill"]["alpha"] == alpha
+
+
+def test_short_real_cifar10_run_beats_chance(tmp_path):
+    from data_fixtures import CIFAR10_ZIP, extract_cifar10_subset
+
+    if not CIFAR10_ZIP.is_file():
+        pytest.skip(f"{CIFAR10_ZIP} is not on this machine")
+    root = extract_cifar10_subset(tmp_path / "cifar10", {"train": 100, "test": 30})
+    cfg = compose_cfg(
+        "train",
+        [
+            "data=imagefolder",
+            f"data.root={root}",
+            "data.val_split=test",
+            "data.num_classes=10",
+            "data.img_size=32",
+            "data.batch_size=50",
+            "data.num_workers=0",
+            "data.search_per_class=5",
+            "data.aug.auto_augment=null",
+            "data.aug.re_prob=0.0",
+            "data.pin_memory=false",
+            "data.persistent_workers=false",
+            "space=nano",
+            "model.patch_size=8",
+            "model.drop_path_rate=0.0",
+            "trainer=cpu",
+            "logger=csv",
+            "trainer.max_epochs=8",
+            "optimizer.lr=8e-3",
+            "scheduler.warmup_epochs=1",
+            "mixup.mixup_alpha=0.0",
+            "mixup.cutmix_alpha=0.0",
+            "panel.num_random=4",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+        ],
+        tmp_path / "run",
+    )
+    summary = train(cfg)
+    panel = summary["panel"]
+    assert len(panel) == 6
+    mean = sum(p["acc1"] for p in panel.values()) / len(panel)
+    assert mean > 0.2, panel  # chance is 0.1 (300 real test images)
