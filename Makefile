@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ovo-installed
 export WANDB_MODE ?= offline
 
-.PHONY: install train demo test test-all lint format bench repro clean
+.PHONY: install train demo test test-slow test-all lint format bench repro clean
 
 $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -25,6 +25,9 @@ demo: $(STAMP)  ## train -> search -> evaluate -> export, end to end
 
 test: $(STAMP)  ## the default (fast) test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  ## only the slow tests (kill -9 faults, multirun+DDP, notebooks, full CIFAR-10)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)  ## every test, slow ones (real data, notebooks) included
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)

@@ -1,11 +1,14 @@
 """The end-to-end demo (``python -m ovo.demo``) and the notebooks that read its outputs."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from ovo import demo
 
 from helpers import REPO, run_cli
 
@@ -16,7 +19,10 @@ TINY_DEMO += ["--parents", "2", "--mutations", "1", "--crossovers", "1"]
 
 
 def _demo(out: Path, *args: str, timeout: int = 900):
-    return run_cli("ovo.demo", ["--out", str(out), *args], REPO, timeout=timeout)
+    # one torch thread: these tiny models gain nothing from more, and on a busy machine (a
+    # parallel test run) 2 OpenMP threads spin-wait and run up to 5x slower than 1
+    env = {"OMP_NUM_THREADS": "1"}
+    return run_cli("ovo.demo", ["--out", str(out), *args], REPO, timeout=timeout, env=env)
 
 
 def _assert_demo_outputs(out: Path) -> None:
@@ -63,6 +69,63 @@ def test_demo_refuses_to_overwrite_an_earlier_demo(tmp_path):
     assert "Traceback" not in proc.stderr and "=== train ===" not in proc.stdout
 
 
+def test_demo_runs_the_four_commands_and_stops_at_a_failed_stage(tmp_path, monkeypatch, capsys):
+    """The orchestration alone: each stage's command line, in order, with the real commands
+    replaced by a stand-in that writes what the next stage and the summary read."""
+    out = tmp_path / "d"
+    calls = []
+    fail = None  # the module whose stand-in exits with status 3
+
+    def fake_run(cmd, env, check):
+        module = cmd[2]
+        calls.append((module, cmd[3:]))
+        if module == "ovo.train":
+            (out / "train/checkpoints").mkdir(parents=True)
+            (out / "train/checkpoints/last.ckpt").write_bytes(b"")
+        if module == "ovo.search":
+            results = {"best": {"params": 5e5, "flops": 9e6, "val_acc1": 80.0}}
+            results["constraints"] = {"params_max": 6e5}
+            (out / "search/demo").mkdir(parents=True)
+            (out / "search/demo/results.json").write_text(json.dumps(results))
+        return subprocess.CompletedProcess(cmd, 3 if module == fail else 0)
+
+    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    assert demo.main(["--out", str(out), "--params-max", "0.6M", "--logger", "csv"]) == 0
+    assert [m for m, _ in calls] == ["ovo.train", "ovo.search", "ovo.evaluate", "ovo.export"]
+    args = dict(calls)
+    assert args["ovo.train"] == [
+        "experiment=quickstart",
+        f"hydra.run.dir={out}/train",
+        "logger=csv",
+    ]
+    ckpt = f"ckpt_path={out}/train/checkpoints/last.ckpt"
+    assert ckpt in args["ovo.search"] and "constraints.params_max=0.6M" in args["ovo.search"]
+    assert f"paths.log_dir={out}" in args["ovo.search"] and "name=demo" in args["ovo.search"]
+    assert "wandb.enabled=false" in args["ovo.search"]
+    assert f"arch=[min,max,{out}/search/demo/best_arch.yaml]" in args["ovo.evaluate"]
+    assert f"out_dir={out}/model" in args["ovo.export"] and "onnx=true" in args["ovo.export"]
+    summary = capsys.readouterr().out.split("ovo demo finished")[1]
+    assert f"{out}/model" in summary and "0.500M params (budget 0.600M)" in summary
+
+    calls.clear()
+    fail = "ovo.search"
+    assert demo.main(["--out", str(out), "--params-max", "0.6M", "--overwrite"]) == 3
+    assert [m for m, _ in calls] == ["ovo.train", "ovo.search"]
+    assert "stage 'search' failed with exit status 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["/tmp/a-b/c.d", "my runs/x, 2", "it's/a=b", r"c:\x y", "a\\'b\\"])
+def test_paths_reach_hydra_unchanged(path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (override,) = OverridesParser.create().parse_overrides([f"k={demo.hydra_value(path)}"])
+    assert override.value() == path
+    arch = f"[min,{demo.hydra_value(path)}]"
+    (override,) = OverridesParser.create().parse_overrides([f"arch={arch}"])
+    assert override.value() == ["min", path]
+
+
+@pytest.mark.slow  # ~45 s on 2 cores, but ~90 s where Python may not write .pyc files
 def test_demo_end_to_end_smoke(tmp_path):
     proc = _demo(tmp_path / "demo", *TINY_DEMO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -89,6 +152,7 @@ def test_demo_outputs(demo_dir):
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_the_demo_outputs(demo_dir, notebook, monkeypatch):
     monkeypatch.setenv("OVO_DEMO_DIR", str(demo_dir))  # the kernel inherits the environment
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as in _demo
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(
         nb,

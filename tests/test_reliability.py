@@ -216,6 +216,7 @@ def _final_weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # subprocesses: run by `make test-slow` (CI runs it)
 def test_kill_9_during_training_then_resume_equals_uninterrupted(tmp_path):
     common = FAST + ["trainer.max_epochs=3", "mixup.mixup_alpha=0.8", "mixup.cutmix_alpha=1.0"]
     steps_per_epoch = (128 - 40) // 16
@@ -251,6 +252,7 @@ SEARCH = [
 ]
 
 
+@pytest.mark.slow  # subprocesses: run by `make test-slow` (CI runs it)
 def test_kill_9_during_search_then_same_command_equals_uninterrupted(trained, tmp_path):
     args = [f"ckpt_path={trained}", f"paths.log_dir={tmp_path}", *SEARCH]
     proc = run_cli("ovo.search", [*args, "name=k", "+fault.kill_after_generation=1"], tmp_path)

@@ -181,6 +181,7 @@ def test_module_checkpoint_is_self_describing(tmp_path):
     assert module.space.name == "nano" and module.vit_cfg.patch_size == 8
 
 
+@pytest.mark.slow  # 2 jobs x 2 processes: run by `make test-slow` (CI runs it)
 def test_multirun_with_ddp_runs_each_job_once_on_both_ranks(tmp_path):
     args = [
         "-m",

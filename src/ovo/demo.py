@@ -9,8 +9,10 @@ under ``--out`` that the notebooks read::
     <out>/evaluate/evaluation.csv         python -m ovo.evaluate (min, max, best arch)
     <out>/model/                          python -m ovo.export (safetensors, config, ONNX)
 
-Measured on 2 CPU cores with the defaults (30 epochs, search population 20 x 5 generations):
-about 3 min in all, almost all of it training.
+Measured with the defaults (30 epochs; search: 20 archs x 5 generations) on 2 CPU cores shared
+with other jobs, one torch thread (``OMP_NUM_THREADS=1``): 3.8 min in all (train 194 s, search
+17 s, evaluate 8 s, export 5 s). With 2 threads on the same busy cores training took 28 min:
+OpenMP threads spin-wait when the cores are not theirs, so set ``OMP_NUM_THREADS=1`` there.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def hydra_value(value: object) -> str:
     text = str(value)
     if _PLAIN.fullmatch(text):
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # Hydra keeps backslashes literal except those before a quote or the closing quote
+    escaped = re.sub(r"(\\*)('|$)", lambda m: 2 * m[1] + ("\\'" if m[2] else ""), text)
+    return f"'{escaped}'"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
