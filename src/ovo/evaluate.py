@@ -19,7 +19,7 @@ from rich.table import Table
 from ovo.checkpoint import load_supernet
 from ovo.cli import datamodule_from_checkpoint, output_dir, parse_arch_spec, user_errors_exit
 from ovo.errors import ConfigError
-from ovo.evaluation import SubnetEvaluator, make_fabric
+from ovo.evaluation import SubnetEvaluator, fabric_from_config
 from ovo.paths import conf_dir
 from ovo.search.state import atomic_write_json
 from ovo.space import Arch
@@ -50,13 +50,7 @@ def inference_throughput(
 def run_evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     loaded = load_supernet(cfg.ckpt_path)
     archs = parse_arch_spec(cfg.arch, loaded.space, cfg.seed)
-    fabric = make_fabric(
-        cfg.eval.accelerator,
-        cfg.eval.devices,
-        cfg.eval.strategy,
-        cfg.eval.precision,
-        cfg.eval.num_nodes,
-    )
+    fabric = fabric_from_config(cfg.eval)
     dm = datamodule_from_checkpoint(loaded.hparams, cfg.get("data"))
     if cfg.split not in ("val", "search"):
         raise ConfigError(f"split={cfg.split}: use val or search")

@@ -61,6 +61,17 @@ def make_fabric(
     return fabric
 
 
+def fabric_from_config(eval_cfg: Any) -> Fabric:
+    """``make_fabric`` from the ``eval`` block of the search/evaluate configs."""
+    return make_fabric(
+        eval_cfg.accelerator,
+        eval_cfg.devices,
+        eval_cfg.strategy,
+        eval_cfg.precision,
+        eval_cfg.num_nodes,
+    )
+
+
 class SubnetEvaluator:
     """Top-1/top-5 of any list of archs on ``loader``'s split (this rank's shard of it)."""
 

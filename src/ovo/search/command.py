@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from ovo.checkpoint import load_supernet
 from ovo.cli import datamodule_from_checkpoint, output_dir, to_plain, user_errors_exit
 from ovo.errors import ConfigError
-from ovo.evaluation import SubnetEvaluator, make_fabric
+from ovo.evaluation import SubnetEvaluator, fabric_from_config
 from ovo.faults import kill_self
 from ovo.paths import conf_dir
 from ovo.search.constraints import Constraints, check_feasible, format_count
@@ -122,13 +122,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     constraints = Constraints.from_dict(to_plain(cfg.constraints))
     check_feasible(space, cost, constraints, seed=cfg.seed)  # before loading any data
 
-    fabric = make_fabric(
-        cfg.eval.accelerator,
-        cfg.eval.devices,
-        cfg.eval.strategy,
-        cfg.eval.precision,
-        cfg.eval.num_nodes,
-    )
+    fabric = fabric_from_config(cfg.eval)
     dm = datamodule_from_checkpoint(loaded.hparams, cfg.get("data"))
     evaluator = SubnetEvaluator(
         loaded.net,
