@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import random
 import shutil
@@ -17,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 from ovo.errors import CheckpointError, ConfigError, UserError
 from ovo.space import Arch, SearchSpace
 
-log = logging.getLogger("ovo")
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 from torch import Tensor
 
 from ovo.errors import ConfigError
@@ -114,10 +115,13 @@ def sample_step_archs(space: SearchSpace, cfg: DistillConfig, rng: random.Random
     return StepArchs(teacher, (student,))
 
 
+_soft_target_ce = SoftTargetCrossEntropy()
+
+
 def label_loss(logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Cross entropy with hard labels (``[B]``) or soft/mixed targets (``[B, C]``)."""
     if target.ndim == logits.ndim:
-        return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        return _soft_target_ce(logits.float(), target)
     return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ from ovo.cli import check_writable, to_plain, user_errors_exit
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.paths import conf_dir
-
-log = logging.getLogger("ovo.train")
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
@@ -121,8 +119,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def _finish_wandb() -> None:
     # each multirun job must end its W&B run, or the next job logs into it
-    import sys
-
     if "wandb" in sys.modules:
         import wandb
 

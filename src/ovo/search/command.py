@@ -7,7 +7,6 @@ are then scored once on ``final_split``. Outputs in the run directory: ``results
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ from ovo.search.evolution import make_search
 from ovo.search.result import GenerationRecord, SearchResult
 from ovo.search.state import atomic_write_json
 from ovo.space import SearchSpace
-
-log = logging.getLogger("ovo.search")
 
 
 def plot_pareto(result: SearchResult, path: Path, title: str = "") -> Path:
