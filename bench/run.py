@@ -7,6 +7,7 @@ target. Prints one table and writes ``bench/results/bench.json``.
     make bench                         # full run (CPU: ~10 min on 2 cores; GPU: bf16, CUDA timing)
     python bench/run.py --quick        # one tiny repeat of every row (the smoke test)
     python bench/run.py --only 32px    # settings whose name contains "32px"
+    python bench/run.py --profile min --only 32px   # torch.profiler: supernet vs static ops
 """
 
 from __future__ import annotations
@@ -408,6 +409,32 @@ def bench_memory(s: Setting, args, device) -> list[Row]:
     ]
 
 
+def profile(s: Setting, which: str, args, device, amp) -> None:
+    """Print the ops that take the time in fwd+bwd of the supernet and of the same static model
+    (``torch.profiler``, self time), to find where a ratio below target comes from."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    space = load_space("tiny")
+    arch = {"min": space.min_arch, "mid": mid_arch(space), "max": space.max_arch}[which]
+    torch.manual_seed(0)
+    net = SuperViT(space, s.cfg).to(device)
+    static = export_subnet(net, arch).to(device)
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    for label, model in (("supernet", lambda v: net(v, arch)), ("static timm", static)):
+        step = fwd_bwd(model, x, amp)
+        for _ in range(args.warmup):
+            step()
+        with torch_profile(activities=activities) as prof:
+            for _ in range(args.repeats):
+                step()
+                sync(device)
+        print(f"\n== {label}, tiny-{which} {s.name}, {args.repeats} fwd+bwd ==")
+        print(prof.key_averages().table(sort_by=key, row_limit=14))
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tiny repeat per row (smoke test)")
@@ -416,6 +443,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", default="", help="run settings whose name contains this")
     parser.add_argument("--out", default="bench/results/bench.json")
+    parser.add_argument(
+        "--profile", choices=("min", "mid", "max"), help="profile this arch's fwd+bwd and exit"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 1, 0
@@ -431,6 +461,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
         else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     )
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in machine), None) if bf16 else None
+    if args.profile:
+        for s in settings(args.quick):
+            if args.only in s.name:
+                profile(s, args.profile, args, device, amp)
+        return []
     rows = bench_costs(args.quick)
     for s in settings(args.quick):
         if args.only not in s.name:

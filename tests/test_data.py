@@ -14,14 +14,6 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from data_fixtures import (
-    CIFAR10_CLASSES,
-    CIFAR10_ZIP,
-    extract_cifar10_subset,
-    write_cifar10,
-    write_cifar100,
-    write_image_folder,
-)
 from ovo.data import (
     SEARCH_SPLIT_SEED,
     AugConfig,
@@ -42,6 +34,15 @@ from ovo.data import (
 )
 from ovo.errors import ConfigError, DataError
 from ovo.paths import conf_dir
+
+from data_fixtures import (
+    CIFAR10_CLASSES,
+    CIFAR10_ZIP,
+    extract_cifar10_subset,
+    write_cifar10,
+    write_cifar100,
+    write_image_folder,
+)
 
 HEAVY_AUG = {"auto_augment": "rand-m9-mstd0.5-inc1", "re_prob": 0.5, "hflip": 0.5}
 

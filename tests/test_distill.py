@@ -55,6 +55,24 @@ def test_teacher_modes(mode):
         assert differ >= 55  # teacher and student are distinct subnets almost every step
 
 
+def test_equal_compute_baseline_trains_several_label_subnets_per_step():
+    space = load_space("tiny")
+    one = DistillConfig(teacher="none")
+    two = DistillConfig(teacher="none", subnets_per_step=2)
+    distinct = 0
+    for step in range(20):
+        a1 = sample_step_archs(space, one, arch_rng(0, step))
+        a2 = sample_step_archs(space, two, arch_rng(0, step))
+        assert a2.teacher is None and len(a2.students) == 2
+        assert a2.students[0] == a1.students[0]  # the same stream, one more draw
+        distinct += a2.students[0] != a2.students[1]
+    assert distinct >= 18
+    with pytest.raises(ConfigError, match="teacher=none only"):
+        DistillConfig(teacher="sampled", subnets_per_step=2)
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        DistillConfig(teacher="none", subnets_per_step=0)
+
+
 def test_kl_loss_matches_definition_and_is_zero_for_equal_logits():
     torch.manual_seed(0)
     s, t = torch.randn(8, 10), torch.randn(8, 10)

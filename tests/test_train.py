@@ -7,7 +7,9 @@ import torch
 from hydra.utils import instantiate
 
 from ovo.distill import StepArchs, label_loss
+from ovo.errors import ConfigError
 from ovo.module import OVOModule
+from ovo.space import Arch
 from ovo.train import build_module, train
 
 from helpers import FAST, compose_cfg, run_cli
@@ -95,6 +97,41 @@ def test_distill_none_trains_one_subnet_per_step(tmp_path):
     ]
     assert len(records) == STEPS_PER_EPOCH
     assert all(r["teacher"] is None and len(r["students"]) == 1 for r in records)
+
+
+def test_fixed_arch_trains_one_standalone_subnet(tmp_path):
+    arch_file = tmp_path / "best_arch.yaml"
+    arch_file.write_text(
+        "embed_dim: 96\ndepth: 4\nnum_heads: [2, 3, 4, 2]\nmlp_ratio: [2.0, 3.0, 4.0, 2.0]\n"
+    )
+    cfg = compose_cfg(
+        "train",
+        FAST
+        + [
+            "distill=none",
+            f"fixed_arch={arch_file}",
+            f"arch_trace_path={tmp_path}/trace",
+            "trainer.max_epochs=1",
+        ],
+        tmp_path,
+    )
+    summary = train(cfg)
+    assert set(summary["panel"]) == {"fixed"}
+    records = [
+        json.loads(line) for line in (tmp_path / "trace.rank0.jsonl").read_text().splitlines()
+    ]
+    assert len(records) == STEPS_PER_EPOCH
+    expected = Arch.from_yaml(arch_file).to_dict()
+    assert all(r["teacher"] is None and r["students"] == [expected] for r in records)
+    ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
+    assert ckpt["hyper_parameters"]["fixed_arch"] == expected
+
+
+def test_fixed_arch_needs_distill_none_and_an_existing_file(tmp_path):
+    with pytest.raises(ConfigError, match="set distill=none"):
+        _module(tmp_path, "fixed_arch={embed_dim: 64, depth: 4, num_heads: 2, mlp_ratio: 2.0}")
+    with pytest.raises(ConfigError, match="not an existing arch file"):
+        _module(tmp_path, "distill=none", f"fixed_arch={tmp_path}/missing.yaml")
 
 
 class StopAfterEpoch(L.Callback):

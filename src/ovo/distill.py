@@ -9,7 +9,9 @@ The paper's exact choices are not public in full, so every one is a switch (``co
   - ``larger``: uniform among archs at least as large as the student in every gene.
   - ``sandwich``: BigNAS's rule: the largest subnet teaches the smallest one plus
     ``num_random_students`` uniform students.
-  - ``none``: the AutoFormer baseline: one uniform subnet per step, trained on the labels only.
+  - ``none``: the AutoFormer baseline: ``subnets_per_step`` uniform subnets per step (default 1,
+    AutoFormer's recipe), each trained on the labels only; 2 gives the baseline the same number
+    of forward/backward passes per step as OVO's teacher + student (an equal-compute baseline).
 - ``loss``: ``kl`` (KL with temperature, scaled by tau^2), ``soft_ce`` (soft-target cross
   entropy, tau^2), ``alpha_div`` (AlphaNet's adaptive alpha-divergence).
 - ``alpha``: student loss = ``alpha * KD + (1 - alpha) * CE(labels)``; default 1.0 (the student
@@ -41,6 +43,7 @@ class DistillConfig:
     teacher: TeacherMode = "sampled"
     teacher_upper_k: int = 2
     num_random_students: int = 2
+    subnets_per_step: int = 1
     loss: KDLoss = "kl"
     alpha: float = 1.0
     tau: float = 1.0
@@ -60,6 +63,13 @@ class DistillConfig:
             raise ConfigError(f"distill.alpha={self.alpha} must be in [0, 1]")
         if self.tau <= 0:
             raise ConfigError(f"distill.tau={self.tau} must be positive")
+        if self.subnets_per_step < 1:
+            raise ConfigError(f"distill.subnets_per_step={self.subnets_per_step} must be >= 1")
+        if self.subnets_per_step != 1 and self.teacher != "none":
+            raise ConfigError(
+                f"distill.subnets_per_step={self.subnets_per_step} applies to teacher=none only "
+                f"(teacher={self.teacher} trains one teacher and its students per step)"
+            )
         if self.teacher_upper_k < 1 or self.num_random_students < 0:
             raise ConfigError(
                 "distill.teacher_upper_k must be >= 1 and distill.num_random_students >= 0"
@@ -101,7 +111,7 @@ def arch_rng(seed: int, step: int, micro: int = 0) -> random.Random:
 
 def sample_step_archs(space: SearchSpace, cfg: DistillConfig, rng: random.Random) -> StepArchs:
     if cfg.teacher == "none":
-        return StepArchs(None, (space.sample(rng),))
+        return StepArchs(None, tuple(space.sample(rng) for _ in range(cfg.subnets_per_step)))
     if cfg.teacher == "sandwich":
         randoms = tuple(space.sample(rng) for _ in range(cfg.num_random_students))
         return StepArchs(space.max_arch, (space.min_arch, *randoms))

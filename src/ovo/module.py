@@ -93,6 +93,9 @@ class OVOModule(L.LightningModule):
         reseed_every_step: reseed torch/numpy/random from (seed, step, rank) before each step so
             drop-path and Mixup draws are a function of the step: resuming is exact.
         arch_trace_path: if set, each rank appends the archs it samples to ``<path>.rank<r>.jsonl``.
+        fixed_arch: train this one subnet only, on the labels (a standalone model trained from
+            scratch, e.g. the reference for a searched arch); needs ``distill.teacher=none``. The
+            panel is then that arch alone, named ``fixed``.
         data: the data config, unused here but recorded in the checkpoint so the search and the
             evaluation rebuild exactly the same held-out search split.
     """
@@ -112,6 +115,7 @@ class OVOModule(L.LightningModule):
         reseed_every_step: bool = True,
         arch_trace_path: str | None = None,
         data: Mapping[str, Any] | None = None,
+        fixed_arch: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -120,7 +124,17 @@ class OVOModule(L.LightningModule):
         self.distill_cfg = DistillConfig.from_dict(distill)
         self.net = SuperViT(self.space, self.vit_cfg)
         self.mixup = _mixup(mixup, self.vit_cfg.num_classes)
-        self.panel = build_panel(self.space, **(panel or {}))
+        self.fixed_arch = None
+        if fixed_arch is not None:
+            if self.distill_cfg.teacher != "none":
+                raise ConfigError(
+                    "fixed_arch trains one subnet on the labels: set distill=none "
+                    f"(got distill.teacher={self.distill_cfg.teacher})"
+                )
+            self.fixed_arch = self.space.validate(Arch.from_dict(fixed_arch))
+            self.panel = {"fixed": self.fixed_arch}
+        else:
+            self.panel = build_panel(self.space, **(panel or {}))
         k = self.vit_cfg.num_classes
         self.val_metrics = nn.ModuleDict(
             {
@@ -155,11 +169,14 @@ class OVOModule(L.LightningModule):
         if self.mixup is not None:
             x, y = self.mixup(x, y)  # one mix per batch, shared by teacher and student
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
-        archs = sample_step_archs(
-            self.space,
-            self.distill_cfg,
-            arch_rng(self.hparams.seed, self.global_step, batch_idx % accumulate),
-        )
+        if self.fixed_arch is not None:
+            archs = StepArchs(None, (self.fixed_arch,))
+        else:
+            archs = sample_step_archs(
+                self.space,
+                self.distill_cfg,
+                arch_rng(self.hparams.seed, self.global_step, batch_idx % accumulate),
+            )
         self._trace(archs)
         kd_on = self.current_epoch >= self.distill_cfg.kd_start_epoch
         total, logs = self.step_losses(x, y, archs, kd_on)

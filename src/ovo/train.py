@@ -18,6 +18,7 @@ from ovo.cli import check_writable, to_plain, user_errors_exit
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.paths import conf_dir
+from ovo.space import Arch
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
@@ -38,7 +39,23 @@ def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
         seed=cfg.seed,
         arch_trace_path=cfg.get("arch_trace_path"),
         data=to_plain(cfg.data),
+        fixed_arch=fixed_arch_config(cfg.get("fixed_arch")),
     )
+
+
+def fixed_arch_config(spec: Any) -> dict[str, Any] | None:
+    """``fixed_arch`` as a plain mapping: given inline or as a YAML/JSON file (best_arch.yaml)."""
+    if spec is None:
+        return None
+    if isinstance(spec, DictConfig):
+        return to_plain(spec)
+    path = Path(str(spec)).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"fixed_arch={spec}: not an existing arch file (e.g. a search's best_arch.yaml) "
+            "or an inline {embed_dim: ..., depth: ..., num_heads: [...], mlp_ratio: [...]}"
+        )
+    return Arch.from_yaml(path).to_dict()
 
 
 def instantiate_all(node: DictConfig | None) -> list[Any]:

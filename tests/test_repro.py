@@ -1,0 +1,114 @@
+"""The CIFAR-10 reproduction: its preset trains on the real images, its script runs end to end."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from ovo.train import train
+
+from data_fixtures import CIFAR10_ZIP, extract_cifar10_subset
+from helpers import REPO, compose_cfg
+
+needs_cifar10 = pytest.mark.skipif(
+    not CIFAR10_ZIP.is_file(), reason=f"{CIFAR10_ZIP} is not on this machine"
+)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "ovo_repro_cifar10", REPO / "bench" / "repro_cifar10.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ovo_repro_cifar10"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_cifar10
+def test_repro_preset_runs_a_few_steps_on_real_cifar10(tmp_path):
+    root = extract_cifar10_subset(tmp_path / "cifar10", {"train": 20, "test": 5})
+    cfg = compose_cfg(
+        "train",
+        [
+            "experiment=repro_cifar10_nano",
+            f"data.root={root}",
+            "data.search_per_class=2",
+            "data.batch_size=16",
+            "+trainer.max_steps=3",
+            "+trainer.limit_val_batches=1",
+            "logger=csv",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+        ],
+        tmp_path / "run",
+    )
+    # the preset's choices, as the README and the closing note state them
+    assert (cfg.space.name, cfg.model.patch_size, cfg.data.img_size) == ("nano", 8, 32)
+    assert cfg.trainer.max_epochs == 6 and cfg.distill.teacher == "sampled"
+    summary = train(cfg)
+    assert summary["metrics"]["train/loss"] > 0
+    assert set(summary["panel"]) == {"min", "max"}
+
+
+def test_repro_methods_differ_only_in_distillation():
+    repro = _load_script()
+    assert set(repro.METHODS) == {"autoformer", "autoformer_x2", "ovo", "ovo_max"}
+    for overrides in repro.METHODS.values():
+        assert all(o.startswith("distill") for o in overrides)
+
+
+@pytest.mark.slow
+@needs_cifar10
+def test_repro_script_end_to_end_on_a_tiny_subset(tmp_path):
+    root = extract_cifar10_subset(tmp_path / "cifar10", {"train": 12, "test": 4})
+    repro = _load_script()
+    out = tmp_path / "repro"
+    argv = [
+        "--methods",
+        "autoformer",
+        "ovo",
+        "--jobs",
+        "2",
+        "--generations",
+        "2",
+        "--search-override",
+        "population=8",
+        "--search-override",
+        "parents=4",
+        "--search-override",
+        "mutations=2",
+        "--search-override",
+        "crossovers=2",
+        "--params-max",
+        "0.6M",
+        "--out",
+        str(out),
+        "--train-override",
+        f"data.root={root}",
+        "--train-override",
+        "data.search_per_class=2",
+        "--train-override",
+        "data.batch_size=16",
+        "--train-override",
+        "trainer.max_epochs=1",
+    ]
+    repro.main(argv)
+    report = json.loads((out / "report.json").read_text())
+    seed = report["seeds"]["0"]
+    assert set(seed) == {"autoformer", "ovo"}
+    for method in seed.values():
+        assert len(method["panel"]) == 2 + repro.PANEL_RANDOM
+        assert method["found"]["params"] <= 600_000
+        assert 0 <= method["found"]["scratch_acc1"] <= 100
+    # both methods score the same panel archs
+    assert [r["arch"] for r in seed["autoformer"]["panel"].values()] == [
+        r["arch"] for r in seed["ovo"]["panel"].values()
+    ]
+    assert (out / "acc_vs_params.png").stat().st_size > 0
+    assert "panel mean" in (out / "report.md").read_text()
+    # a second run resumes: every stage is done, nothing is recomputed
+    done = sorted(p.stat().st_mtime_ns for p in out.rglob("done.json"))
+    repro.main(argv)
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("done.json")) == done
