@@ -397,7 +397,11 @@ def test_result_best_top_k_fronts_and_json_roundtrip(nano):
     evaluated = [EvaluatedArch(arch[i], f, p, m, 0) for i, (f, p, m) in enumerate(rows)]
     result = SearchResult("evolution", evaluated, history=[])
     assert result.best is evaluated[4] and result.best_arch == arch[4]
-    assert result.top_k(3) == [evaluated[4], evaluated[1], evaluated[2]]  # ties by order
+    assert result.top_k(3) == [evaluated[4], evaluated[1], evaluated[2]]  # tie: fewer params
+    cheaper_later = EvaluatedArch(arch[5], 0.9, 39, 400, 1)
+    assert SearchResult("evolution", [*evaluated, cheaper_later], []).best is cheaper_later
+    same_cost = EvaluatedArch(arch[5], 0.9, 40, 400, 1)
+    assert SearchResult("evolution", [*evaluated, same_cost], []).best is evaluated[4]  # order
     assert result.pareto_params == [evaluated[3], evaluated[0], evaluated[1], evaluated[4]]
     assert result.pareto_flops == [evaluated[2], evaluated[4]]
 

@@ -94,8 +94,10 @@ class GenerationRecord:
 
 
 def rank(evaluated: list[EvaluatedArch]) -> list[EvaluatedArch]:
-    """By decreasing fitness; ties keep evaluation order so the ranking is deterministic."""
-    return sorted(evaluated, key=lambda e: -e.fitness)
+    """By decreasing fitness; equal fitness ranks the cheaper arch first (fewer params, then
+    fewer FLOPs: on a finite split, ties are common and the smaller arch is the better pick),
+    and full ties keep evaluation order so the ranking is deterministic."""
+    return sorted(evaluated, key=lambda e: (-e.fitness, e.params, e.flops))
 
 
 @dataclass
