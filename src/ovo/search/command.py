@@ -36,9 +36,11 @@ def plot_pareto(result: SearchResult, path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    # MACs in G for ImageNet-sized subnets, in M for small ones (CIFAR, nano), never 0.0x G
+    giga = max((e.flops for e in result.evaluated), default=0) >= 1e9
     for ax, key, unit, scale in (
         (axes[0], "params", "params (M)", 1e6),
-        (axes[1], "flops", "MACs (G)", 1e9),
+        (axes[1], "flops", "MACs (G)" if giga else "MACs (M)", 1e9 if giga else 1e6),
     ):
         xs = [getattr(e, key) / scale for e in result.evaluated]
         ys = [e.fitness for e in result.evaluated]
