@@ -85,7 +85,7 @@ class WandbSearchLog:
             name=f"search-{cfg.name}",
             config=to_plain(cfg),
             mode="offline" if cfg.wandb.offline else "online",
-            reinit=True,
+            reinit="finish_previous",  # a search in the same process as training
         )
 
     def generation(self, gen: int, record: GenerationRecord, new: list[Any]) -> None:
