@@ -73,7 +73,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="data override for evaluate/search (e.g. eval limits in smoke tests)",
     )
-    p.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    p.add_argument(
+        "--panel-only",
+        action="store_true",
+        help="train and score the panel only, no search or from-scratch runs (extra seeds)",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild the report from what --seeds/--methods runs have finished",
+    )
     return p.parse_args(argv)
 
 
@@ -179,6 +188,8 @@ def run(args: argparse.Namespace) -> None:
                     d / "panel",
                 )
             )
+            if args.panel_only:
+                continue
             stages.append(
                 (
                     f"search {m} seed {seed}",
@@ -187,6 +198,8 @@ def run(args: argparse.Namespace) -> None:
                 )
             )
         parallel(stages, args.jobs)
+        if args.panel_only:
+            continue
         # one from-scratch model per distinct found arch (methods often find the same one)
         scratch: dict[str, Path] = {}
         for d in methods.values():
@@ -240,129 +253,165 @@ def load_json(path: Path) -> Any:
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything the report shows, read back from the stages' outputs."""
+    """Everything the report shows, read back from the stages' outputs. A (seed, method) whose
+    panel is not scored is left out; one without a search (``--panel-only``) has no ``found``."""
     seeds: dict[str, Any] = {}
     for seed in args.seeds:
         base = args.out / f"seed{seed}"
         per_method: dict[str, Any] = {}
         for m in args.methods:
             d = base / m
+            if not (d / "panel" / "done.json").is_file():
+                continue
             panel = load_json(d / "panel" / "evaluation.json")["rows"]
-            search = load_json(d / "search" / "results.json")
-            key = arch_key(d / "search" / "best_arch.yaml")
-            scratch_rows = load_json(base / "scratch" / key / "eval" / "evaluation.json")["rows"]
-            best = search["best"] if "best" in search else None
             per_method[m] = {
                 "train_wall_s": load_json(d / "train" / "done.json")["wall_s"],
                 "panel_wall_s": load_json(d / "panel" / "done.json")["wall_s"],
-                "search_wall_s": load_json(d / "search" / "done.json")["wall_s"],
                 "panel": {
                     r["name"]: {k: r[k] for k in ("arch", "params", "macs", "acc1", "acc5")}
                     for r in panel
                 },
                 "panel_mean_acc1": statistics.fmean(r["acc1"] for r in panel),
                 "panel_std_acc1": statistics.pstdev(r["acc1"] for r in panel),
-                "found": {
-                    "arch": key,
-                    "params": scratch_rows[0]["params"],
-                    "macs": scratch_rows[0]["macs"],
-                    "search_acc1": _found_search_acc(search),
-                    "inherited_acc1": _found_test_acc(search),
-                    "scratch_acc1": scratch_rows[0]["acc1"],
-                    "scratch_train_wall_s": load_json(
-                        base / "scratch" / key / "train" / "done.json"
-                    )["wall_s"],
-                },
-                "best_raw": best,
+                "found": None,
             }
-        seeds[str(seed)] = per_method
+            if not (d / "search" / "done.json").is_file():
+                continue
+            search = load_json(d / "search" / "results.json")
+            key = arch_key(d / "search" / "best_arch.yaml")
+            sdir = base / "scratch" / key
+            scratch = None
+            if (sdir / "eval" / "done.json").is_file():
+                scratch = load_json(sdir / "eval" / "evaluation.json")["rows"][0]
+            best = search["best"]
+            per_method[m]["search_wall_s"] = load_json(d / "search" / "done.json")["wall_s"]
+            per_method[m]["found"] = {
+                "arch": key,
+                "params": best["params"],
+                "macs": best["flops"],
+                "search_acc1": best.get("fitness"),
+                "inherited_acc1": best.get("val_acc1"),
+                "scratch_acc1": scratch["acc1"] if scratch else None,
+                "scratch_train_wall_s": (
+                    load_json(sdir / "train" / "done.json")["wall_s"] if scratch else None
+                ),
+            }
+        if per_method:
+            seeds[str(seed)] = per_method
+    if not seeds:
+        raise SystemExit(f"no finished runs under {args.out}: run without --report-only first")
     return {"preset": PRESET, "params_max": args.params_max, "seeds": seeds}
 
 
-def _found_search_acc(search: dict[str, Any]) -> float | None:
-    best = search.get("best") or {}
-    return best.get("fitness")
+def _methods(data: dict[str, Any]) -> list[str]:
+    """Methods in METHODS order, those with at least one scored seed."""
+    present = {m for per_method in data["seeds"].values() for m in per_method}
+    return [m for m in METHODS if m in present]
 
 
-def _found_test_acc(search: dict[str, Any]) -> float | None:
-    best = search.get("best") or {}
-    return best.get("val_acc1")
+def _runs(data: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    return [s[method] for s in data["seeds"].values() if method in s]
 
 
-def write_report(data: dict[str, Any], out: Path) -> None:
-    methods = list(next(iter(data["seeds"].values())))
+def write_report(data: dict[str, Any], out: Path) -> str:
+    methods = _methods(data)
+    runs = {m: _runs(data, m) for m in methods}
+    first = runs[methods[0]][0]["panel"]
+    names = list(first)
+
+    def acc(m: str, name: str) -> float:
+        return statistics.fmean(r["panel"][name]["acc1"] for r in runs[m])
+
+    header = [f"{m} ({len(runs[m])} seed{'s' if len(runs[m]) > 1 else ''})" for m in methods]
     lines = [
-        f"CIFAR-10 test top-1 (%), nano supernets (`experiment={PRESET}`), seeds "
-        f"{', '.join(data['seeds'])}; mean over seeds where there are several.",
+        f"CIFAR-10 test top-1 (%) of a fixed panel of {len(names)} subnets with inherited "
+        f"weights (`experiment={PRESET}`, last checkpoint); the mean over seeds where a method "
+        "has several.",
         "",
-        "| subnet | params (M) | MMACs | " + " | ".join(methods) + " |",
+        "| subnet | params (M) | MMACs | " + " | ".join(header) + " |",
         "|---|---|---|" + "---|" * len(methods),
     ]
-
-    def avg(values: list[float]) -> float:
-        return statistics.fmean(values)
-
-    seeds = list(data["seeds"].values())
-    names = list(seeds[0][methods[0]]["panel"])
+    wins = dict.fromkeys(methods, 0)
     for name in names:
-        row = seeds[0][methods[0]]["panel"][name]
-        accs = [avg([s[m]["panel"][name]["acc1"] for s in seeds]) for m in methods]
-        top = max(accs)
-        cells = [f"**{a:.2f}**" if a == top else f"{a:.2f}" for a in accs]
+        row = first[name]
+        accs = {m: acc(m, name) for m in methods}
+        top = max(accs.values())
+        for m in methods:
+            wins[m] += accs[m] == top  # ties count for every tied method
+        cells = [f"**{accs[m]:.2f}**" if accs[m] == top else f"{accs[m]:.2f}" for m in methods]
         lines.append(
             f"| {name} `{row['arch']}` | {row['params'] / 1e6:.2f} | {row['macs'] / 1e6:.1f} | "
             + " | ".join(cells)
             + " |"
         )
     lines.append(
-        "| **panel mean ± std** | | | "
+        "| **panel mean ± std over subnets** | | | "
         + " | ".join(
-            f"{avg([s[m]['panel_mean_acc1'] for s in seeds]):.2f} ± "
-            f"{avg([s[m]['panel_std_acc1'] for s in seeds]):.2f}"
+            f"**{statistics.fmean(r['panel_mean_acc1'] for r in runs[m]):.2f}** ± "
+            f"{statistics.fmean(r['panel_std_acc1'] for r in runs[m]):.2f}"
             for m in methods
         )
         + " |"
     )
-    wins = {m: 0 for m in methods}
-    for name in names:
-        accs = {m: avg([s[m]["panel"][name]["acc1"] for s in seeds]) for m in methods}
-        for m in methods:
-            wins[m] += accs[m] == max(accs.values())  # ties count for every tied method
     lines.append(
-        f"| subnets where best (of {len(names)}, ties count for all) | | | "
+        f"| subnets where best (of {len(names)}) | | | "
         + " | ".join(str(wins[m]) for m in methods)
         + " |"
     )
     lines += [
         "",
-        f"Searched subnet (params <= {data['params_max']}; fitness on the held-out search split):",
+        "Panel mean per seed:",
         "",
-        "| method | seed | found arch | params (M) | MMACs | search-split top-1 | test top-1 inherited | test top-1 from scratch |",
+        "| method | " + " | ".join(f"seed {k}" for k in data["seeds"]) + " |",
+        "|---|" + "---|" * len(data["seeds"]),
+    ]
+    for m in methods:
+        cells = [f"{s[m]['panel_mean_acc1']:.2f}" if m in s else "" for s in data["seeds"].values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Searched subnet (params <= {data['params_max']}; fitness = top-1 on the held-out "
+        "search split of the training images), scored on the test split with inherited weights "
+        "and as the same arch trained from scratch (`fixed_arch`, same data and epochs):",
+        "",
+        "| method | seed | found arch | params (M) | MMACs | search-split top-1 | "
+        "test top-1 inherited | test top-1 from scratch |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for seed, s in data["seeds"].items():
+    for seed, per_method in data["seeds"].items():
         for m in methods:
-            f = s[m]["found"]
-            lines.append(
-                f"| {m} | {seed} | `{f['arch']}` | {f['params'] / 1e6:.3f} | {f['macs'] / 1e6:.1f} | "
-                f"{_fmt(f['search_acc1'])} | {_fmt(f['inherited_acc1'])} | {f['scratch_acc1']:.2f} |"
-            )
-    lines += ["", "Wall time (minutes; stages ran two at a time, one thread each):", ""]
-    lines.append("| method | seed | train | panel eval | search | scratch train |")
-    lines.append("|---|---|---|---|---|---|")
-    for seed, s in data["seeds"].items():
+            f = per_method.get(m, {}).get("found")
+            if f:
+                lines.append(
+                    f"| {m} | {seed} | `{f['arch']}` | {f['params'] / 1e6:.3f} | "
+                    f"{f['macs'] / 1e6:.1f} | {_fmt(f['search_acc1'])} | "
+                    f"{_fmt(f['inherited_acc1'])} | {_fmt(f['scratch_acc1'])} |"
+                )
+    lines += [
+        "",
+        "Wall time (minutes, 2-core CPU; stages ran two at a time, one thread each):",
+        "",
+        "| method | seed | train | panel eval | search | from-scratch train |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, per_method in data["seeds"].items():
         for m in methods:
-            r = s[m]
+            if m not in per_method:
+                continue
+            r, f = per_method[m], per_method[m]["found"] or {}
             lines.append(
                 f"| {m} | {seed} | {r['train_wall_s'] / 60:.1f} | {r['panel_wall_s'] / 60:.1f} | "
-                f"{r['search_wall_s'] / 60:.1f} | {r['found']['scratch_train_wall_s'] / 60:.1f} |"
+                f"{_fmt(r.get('search_wall_s'), 60)} | {_fmt(f.get('scratch_train_wall_s'), 60)} |"
             )
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text)
+    return text
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, scale: float = 1.0) -> str:
+    return (
+        "n/a" if value is None else f"{value / scale:.2f}" if scale == 1 else f"{value / scale:.1f}"
+    )
 
 
 def plot(data: dict[str, Any], out: Path) -> Path:
@@ -371,39 +420,36 @@ def plot(data: dict[str, Any], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = "osD^v<>"
-    for i, m in enumerate(next(iter(data["seeds"].values()))):
-        for j, s in enumerate(data["seeds"].values()):
-            rows = sorted(s[m]["panel"].values(), key=lambda r: r["params"])
-            ax.plot(
-                [r["params"] / 1e6 for r in rows],
-                [r["acc1"] for r in rows],
-                marker=markers[i % len(markers)],
-                ms=4,
-                lw=0.8,
-                color=f"C{i}",
-                alpha=0.85,
-                label=m if j == 0 else None,
-            )
-            f = s[m]["found"]
+    for i, m in enumerate(_methods(data)):
+        runs = _runs(data, m)
+        names = sorted(runs[0]["panel"], key=lambda n: runs[0]["panel"][n]["params"])
+        ax.plot(
+            [runs[0]["panel"][n]["params"] / 1e6 for n in names],
+            [statistics.fmean(r["panel"][n]["acc1"] for r in runs) for n in names],
+            marker=markers[i % len(markers)],
+            ms=4,
+            lw=0.8,
+            color=f"C{i}",
+            alpha=0.85,
+            label=f"{m} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+        )
+        for r in runs:
+            f = r["found"]
+            if not f:
+                continue
+            x = f["params"] / 1e6
             ax.scatter(
-                f["params"] / 1e6,
-                f["inherited_acc1"] or 0,
-                marker="*",
-                s=140,
-                color=f"C{i}",
-                edgecolor="k",
-                zorder=5,
+                x, f["inherited_acc1"], marker="*", s=160, color=f"C{i}", edgecolor="k", zorder=5
             )
-            ax.scatter(
-                f["params"] / 1e6, f["scratch_acc1"], marker="x", s=70, color=f"C{i}", zorder=5
-            )
+            if f["scratch_acc1"] is not None:
+                ax.scatter(x, f["scratch_acc1"], marker="x", s=70, color=f"C{i}", zorder=5)
     ax.set_xlabel("params (M)")
     ax.set_ylabel("CIFAR-10 test top-1 (%)")
-    ax.set_title("nano supernets, inherited weights (★ found subnet, × same arch from scratch)")
+    ax.set_title("nano supernets, inherited weights\n(★ searched subnet, × same arch from scratch)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "acc_vs_params.png"
     fig.savefig(path, dpi=120)
@@ -417,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         run(args)
     data = collect(args)
     (args.out / "report.json").write_text(json.dumps(data, indent=1))
-    write_report(data, args.out)
+    print(write_report(data, args.out))
     print(f"[repro] wrote {args.out / 'report.md'}, {plot(data, args.out)}")
 
 
