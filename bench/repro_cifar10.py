@@ -430,7 +430,7 @@ def plot(data: dict[str, Any], out: Path) -> Path:
             [statistics.fmean(r["panel"][n]["acc1"] for r in runs) for n in names],
             marker=markers[i % len(markers)],
             ms=4,
-            lw=0.8,
+            ls="none",  # panel archs are not a curve: same params, other shapes
             color=f"C{i}",
             alpha=0.85,
             label=f"{m} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
