@@ -8,12 +8,14 @@ target. Prints one table and writes ``bench/results/bench.json``.
     python bench/run.py --quick        # one tiny repeat of every row (the smoke test)
     python bench/run.py --only 32px    # settings whose name contains "32px"
     python bench/run.py --profile min --only 32px   # torch.profiler: supernet vs static ops
+    python bench/run.py --measures memory           # only the peak-memory rows
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import resource
@@ -329,12 +331,16 @@ def _peak_rss_child(kind: str, setting: str, quick: bool) -> float:
         "import sys; sys.path.insert(0, 'bench'); import run; "
         f"print(run.step_peak_rss({kind!r}, {setting!r}, {quick!r}))"
     )
+    # large blocks mmapped and freed memory returned at once: RSS then follows the live tensors
+    # instead of what glibc keeps cached from the warm-up step
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "0"}
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).resolve().parents[1],
+        env=env,
     )
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -358,8 +364,32 @@ def step_peak_rss(kind: str, setting: str, quick: bool) -> float:
         steps = [single_step(model, x, y, adamw(model.parameters()), ctx, kd)]
     steps[0]()  # optimizer state now exists: that is the steady state
     before = _rss_mb()
+    # ru_maxrss is the lifetime peak, which building the supernet (and, for the static steps,
+    # exporting from it) may have set before the step: reset the kernel's high-water mark so
+    # the peak is the step's own (Linux >= 4.0)
+    reset = _reset_peak_rss()
     steps[0]()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    peak = (
+        _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return peak - before
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise KeyError(key)
 
 
 def _rss_mb() -> float:
@@ -444,6 +474,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--only", default="", help="run settings whose name contains this")
     parser.add_argument("--out", default="bench/results/bench.json")
     parser.add_argument(
+        "--measures",
+        choices=("all", "speed", "memory"),
+        default="all",
+        help="speed: costs, throughput, step, search and compile rows; memory: peak memory rows",
+    )
+    parser.add_argument(
         "--profile", choices=("min", "mid", "max"), help="profile this arch's fwd+bwd and exit"
     )
     args = parser.parse_args(argv)
@@ -466,13 +502,17 @@ def main(argv: list[str] | None = None) -> list[Row]:
             if args.only in s.name:
                 profile(s, args.profile, args, device, amp)
         return []
-    rows = bench_costs(args.quick)
+    speed, memory = args.measures in ("all", "speed"), args.measures in ("all", "memory")
+    rows = bench_costs(args.quick) if speed else []
     for s in settings(args.quick):
         if args.only not in s.name:
             continue
-        rows += bench_speed(s, args, device, amp, peak)
-        rows += bench_memory(s, args, device)
-        rows += bench_compile(s, args, device, amp)
+        if speed:
+            rows += bench_speed(s, args, device, amp, peak)
+        if memory:
+            rows += bench_memory(s, args, device)
+        if speed:
+            rows += bench_compile(s, args, device, amp)
     print(
         f"\novo bench: {machine}, torch {torch.__version__}, "
         f"{'bf16' if bf16 else 'fp32'}, {args.repeats} repeats (median)\n"

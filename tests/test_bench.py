@@ -16,5 +16,11 @@ def test_bench_quick_runs_every_row(tmp_path):
     assert len(measures) == 7
     data = json.loads(out.read_text())
     assert len(data["rows"]) == len(rows)
-    assert all(r["value"] is None or r["value"] > 0 for r in data["rows"])
+    for r in data["rows"]:
+        if r["measure"].startswith("peak step memory"):
+            # quick: measured in-process after other rows, so the allocator may already hold
+            # the step's memory (the full run measures each step in a fresh process)
+            assert r["value"] >= 0 and {"ovo_mb", "teacher_mb", "student_mb"} <= set(r["detail"])
+        else:
+            assert r["value"] is None or r["value"] > 0, r
     assert next(r for r in rows if r.measure.startswith("closed-form")).value < 1000
