@@ -136,7 +136,7 @@ def evaluate_cmd(ckpt_path: Path, arch: str, out: Path, data: list[str]) -> list
         f"ckpt_path={ckpt_path}",
         f"arch={arch}",
         "split=val",  # the preset's val split is CIFAR-10's test split
-        "seed=0",
+        "seed=0",  # draws the panel's random archs: the same for every method and seed
         f"hydra.run.dir={out}",
         *[f"++data.{d}" for d in data],
     )
@@ -460,7 +460,10 @@ def plot(data: dict[str, Any], out: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if not args.report_only:
-        run(args)
+        try:
+            run(args)
+        except RuntimeError as err:  # a stage failed: its log's tail says why
+            raise SystemExit(f"repro: error: {err}") from None
     data = collect(args)
     (args.out / "report.json").write_text(json.dumps(data, indent=1))
     print(write_report(data, args.out))
