@@ -47,7 +47,7 @@ bench: $(STAMP)  ## speed/memory ratios, supernet vs static timm models (prints 
 CIFAR10_ZIP ?= ../shared/data/cifar10/cifar10_jpg.zip
 export OVO_DATA_DIR ?= $(HOME)/.cache/ovo-data
 
-repro: $(STAMP)  ## does online distillation help? 4 methods on real CIFAR-10 (~1.5 h, 2 cores)
+repro: $(STAMP)  ## does online distillation help? 4 methods on real CIFAR-10 (~1.3 h, 2 cores)
 	@test -d $(OVO_DATA_DIR)/cifar10/train || { \
 	  test -f $(CIFAR10_ZIP) || { echo "ovo: error: $(CIFAR10_ZIP) not found; set CIFAR10_ZIP=<path to cifar10_jpg.zip>"; exit 2; }; \
 	  echo "unzipping $(CIFAR10_ZIP) into $(OVO_DATA_DIR)/cifar10"; \
