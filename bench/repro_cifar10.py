@@ -408,17 +408,16 @@ def write_report(data: dict[str, Any], out: Path) -> str:
             r, f = per_method[m], per_method[m]["found"] or {}
             lines.append(
                 f"| {m} | {seed} | {r['train_wall_s'] / 60:.1f} | {r['panel_wall_s'] / 60:.1f} | "
-                f"{_fmt(r.get('search_wall_s'), 60)} | {_fmt(f.get('scratch_train_wall_s'), 60)} |"
+                f"{_fmt(r.get('search_wall_s'), 60, 1)} | "
+                f"{_fmt(f.get('scratch_train_wall_s'), 60, 1)} |"
             )
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
     return text
 
 
-def _fmt(value: float | None, scale: float = 1.0) -> str:
-    return (
-        "n/a" if value is None else f"{value / scale:.2f}" if scale == 1 else f"{value / scale:.1f}"
-    )
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value / scale:.{digits}f}"
 
 
 def plot(data: dict[str, Any], out: Path) -> Path:

@@ -4,7 +4,7 @@ Every ratio compares two measurements taken interleaved in the same process (A, 
 after warm-up, as medians of several repeats, so machine noise cancels instead of moving the
 target. Prints one table and writes ``bench/results/bench.json``.
 
-    make bench                         # full run (CPU: ~10 min on 2 cores; GPU: bf16, CUDA timing)
+    make bench                         # full run (CPU: ~13 min on 2 cores; GPU: bf16, CUDA timing)
     python bench/run.py --quick        # one tiny repeat of every row (the smoke test)
     python bench/run.py --only 32px    # settings whose name contains "32px"
     python bench/run.py --profile min --only 32px   # torch.profiler: supernet vs static ops
@@ -159,7 +159,7 @@ def static_pair_step(
     return step
 
 
-def single_step(model: nn.Module, x, y, opt, amp, kd: DistillConfig):
+def single_step(model: nn.Module, x, y, opt, amp):
     """One static model's training step (CE; the student's KD target costs the same memory)."""
 
     def step() -> None:
@@ -357,18 +357,18 @@ def step_peak_rss(kind: str, setting: str, quick: bool) -> float:
     kd = DistillConfig()
     ctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
     if kind == "ovo":
-        steps = [ovo_step(net, teacher, student, x, y, adamw(net.parameters()), ctx, kd)]
+        step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), ctx, kd)
     else:
         model = export_subnet(net, teacher if kind == "teacher" else student)
         del net
-        steps = [single_step(model, x, y, adamw(model.parameters()), ctx, kd)]
-    steps[0]()  # optimizer state now exists: that is the steady state
+        step = single_step(model, x, y, adamw(model.parameters()), ctx)
+    step()  # optimizer state now exists: that is the steady state
     before = _rss_mb()
     # ru_maxrss is the lifetime peak, which building the supernet (and, for the static steps,
     # exporting from it) may have set before the step: reset the kernel's high-water mark so
     # the peak is the step's own (Linux >= 4.0)
     reset = _reset_peak_rss()
-    steps[0]()
+    step()
     peak = (
         _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
@@ -414,7 +414,7 @@ def bench_memory(s: Setting, args, device) -> list[Row]:
             else:
                 model = export_subnet(net, teacher if kind == "teacher" else student).to(device)
                 del net
-                step = single_step(model, x, y, adamw(model.parameters()), amp, kd)
+                step = single_step(model, x, y, adamw(model.parameters()), amp)
             step()
             torch.cuda.synchronize(device)
             base = torch.cuda.memory_allocated(device)
@@ -424,7 +424,7 @@ def bench_memory(s: Setting, args, device) -> list[Row]:
             results[kind] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
             del step
             torch.cuda.empty_cache()
-    else:  # quick (smoke test): in-process, the numbers are not meaningful
+    else:  # a fresh process per step; quick (smoke test) runs in-process, numbers not meaningful
         measure = step_peak_rss if args.quick else _peak_rss_child
         results = {k: measure(k, s.name, args.quick) for k in ("ovo", "teacher", "student")}
     pair_mb = results["teacher"] + results["student"]

@@ -130,7 +130,7 @@ def test_fixed_arch_trains_one_standalone_subnet(tmp_path):
 def test_fixed_arch_needs_distill_none_and_an_existing_file(tmp_path):
     with pytest.raises(ConfigError, match="set distill=none"):
         _module(tmp_path, "fixed_arch={embed_dim: 64, depth: 4, num_heads: 2, mlp_ratio: 2.0}")
-    with pytest.raises(ConfigError, match="not an existing arch file"):
+    with pytest.raises(ConfigError, match="not min, max, random:N or an existing YAML/JSON file"):
         _module(tmp_path, "distill=none", f"fixed_arch={tmp_path}/missing.yaml")
 
 

@@ -14,11 +14,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ovo import hydra_ddp
-from ovo.cli import check_writable, to_plain, user_errors_exit
+from ovo.cli import check_writable, parse_arch_spec, to_plain, user_errors_exit
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.paths import conf_dir
-from ovo.space import Arch
+from ovo.space import SearchSpace
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
@@ -39,23 +39,19 @@ def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
         seed=cfg.seed,
         arch_trace_path=cfg.get("arch_trace_path"),
         data=to_plain(cfg.data),
-        fixed_arch=fixed_arch_config(cfg.get("fixed_arch")),
+        fixed_arch=fixed_arch_config(cfg.get("fixed_arch"), to_plain(cfg.space)),
     )
 
 
-def fixed_arch_config(spec: Any) -> dict[str, Any] | None:
-    """``fixed_arch`` as a plain mapping: given inline or as a YAML/JSON file (best_arch.yaml)."""
+def fixed_arch_config(spec: Any, space: dict[str, Any]) -> dict[str, Any] | None:
+    """``fixed_arch`` as a plain mapping: any one-arch spec ``ovo.evaluate`` takes (``max``, an
+    arch file such as a search's best_arch.yaml, an inline mapping)."""
     if spec is None:
         return None
-    if isinstance(spec, DictConfig):
-        return to_plain(spec)
-    path = Path(str(spec)).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"fixed_arch={spec}: not an existing arch file (e.g. a search's best_arch.yaml) "
-            "or an inline {embed_dim: ..., depth: ..., num_heads: [...], mlp_ratio: [...]}"
-        )
-    return Arch.from_yaml(path).to_dict()
+    archs = parse_arch_spec(spec, SearchSpace.from_dict(space))
+    if len(archs) != 1:
+        raise ConfigError(f"fixed_arch={spec} names {len(archs)} archs; give exactly one")
+    return next(iter(archs.values())).to_dict()
 
 
 def instantiate_all(node: DictConfig | None) -> list[Any]:
