@@ -66,6 +66,28 @@ def run_cli(
     )
 
 
+def run_module(module: str, args: list[str]) -> int:
+    """``python -m <module> <args>`` in this process (``runpy``, as the interpreter runs it);
+    returns the exit status. Independent of where the command's code lives."""
+    import runpy
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved, debug = sys.argv, os.environ.pop("HYDRA_FULL_ERROR", None)
+    sys.argv = [module, *args]
+    code = 0
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=False)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = saved
+        if debug is not None:
+            os.environ["HYDRA_FULL_ERROR"] = debug
+        GlobalHydra.instance().clear()
+    return code
+
+
 def run_main(main, args: list[str], capsys) -> tuple[int, str, str]:
     """Call a Hydra entry point (``ovo.train.main`` ...) in-process as the CLI would, and
     return (exit status, stdout, stderr)."""

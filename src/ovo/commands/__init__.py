@@ -1,0 +1,1 @@
+"""The command-line commands: one module each, one shape (see :mod:`ovo.commands.base`)."""
