@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ovo.distill import DistillConfig, kd_loss, label_loss
-from ovo.evaluation import SubnetEvaluator, make_fabric
+from ovo.evaluation import EvalSettings, SubnetEvaluator, make_fabric
 from ovo.export import export_subnet
 from ovo.space import Arch, SearchSpace, load_space
 from ovo.supernet import SuperViT, ViTConfig
@@ -271,7 +271,7 @@ def bench_speed(s: Setting, args, device, amp, peak_tflops) -> list[Row]:
     # search-time evaluation: the evaluator over many archs vs static inference of the same
     archs = [space.sample(random.Random(i)) for i in range(2 if args.quick else 6)]
     statics = [export_subnet(net, a).to(device).eval() for a in archs]
-    fabric = make_fabric(accelerator=device.type, devices=1)
+    fabric = make_fabric(EvalSettings(accelerator=device.type, devices=1))
     loader = [(x.cpu(), y.cpu())] * (1 if args.quick else 3)
     evaluator = SubnetEvaluator(net, loader, fabric, cache=True)
     evaluator.evaluate(archs)  # fills the cache (the search's steady state)

@@ -7,9 +7,9 @@ import torch
 import yaml
 
 from ovo.checkpoint import load_supernet
+from ovo.commands.train import train
 from ovo.export import load_exported
 from ovo.space import Arch
-from ovo.train import train
 
 from helpers import FAST, compose_cfg, run_cli
 

@@ -446,7 +446,7 @@ def test_cifar_errors(tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(ConfigError, match="unknown data.aug key"):
+    with pytest.raises(ConfigError, match="unknown setting data.aug.hflipp"):
         FakeDataModule(aug={"hflipp": 0.5})
     with pytest.raises(ConfigError, match="batch_size"):
         FakeDataModule(batch_size=0)

@@ -126,5 +126,5 @@ def test_bad_distill_settings_are_refused():
         DistillConfig(teacher="biggest")
     with pytest.raises(ConfigError, match="alpha"):
         DistillConfig(alpha=1.5)
-    with pytest.raises(ConfigError, match="unknown distill setting"):
+    with pytest.raises(ConfigError, match="unknown setting distill.temperature"):
         DistillConfig.from_dict({"temperature": 2})

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from ovo import demo
+from ovo.commands import demo
 
 from helpers import REPO, run_cli
 

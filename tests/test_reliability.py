@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ovo import evaluate as evaluate_cmd
-from ovo import train as train_cmd
-from ovo.cli import check_writable
+from ovo.commands import evaluate as evaluate_cmd
+from ovo.commands import train as train_cmd
+from ovo.commands.base import check_writable
+from ovo.commands.train import train
 from ovo.errors import ConfigError
-from ovo.train import train
 
 from helpers import FAST, compose_cfg, run_cli, run_main
 

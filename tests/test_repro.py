@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ovo.train import train
+from ovo.commands.train import train
 
 from data_fixtures import CIFAR10_ZIP, extract_cifar10_subset
 from helpers import REPO, compose_cfg

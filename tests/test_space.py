@@ -93,7 +93,7 @@ def test_malformed_arch_and_space_errors():
         SearchSpace([], [1], [1], [1.0])
     with pytest.raises(SpaceError, match="depth choices must be positive"):
         SearchSpace([8], [0, 1], [1], [1.0])
-    with pytest.raises(SpaceError, match="unknown key"):
+    with pytest.raises(SpaceError, match="unknown setting space.heads"):
         SearchSpace.from_dict(
             {"embed_dim": [8], "depth": [1], "num_heads": [1], "mlp_ratio": [1], "heads": [1]}
         )

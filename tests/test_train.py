@@ -6,11 +6,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from ovo.commands.train import build_module, train
 from ovo.distill import StepArchs, label_loss
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.space import Arch
-from ovo.train import build_module, train
 
 from helpers import FAST, compose_cfg, run_cli
 

@@ -1,32 +1,90 @@
-"""Load a training checkpoint into a bare :class:`SuperViT`, safely and with clear errors.
+"""The training checkpoint format, in both directions: what ``ovo.train`` records in a checkpoint,
+and how the search, evaluation, export, ranking and notebooks rebuild supernet and data from it.
 
-Training checkpoints are Lightning ``.ckpt`` files written by ``ovo.train``; they carry the
-space and model settings in ``hyper_parameters``, so nothing else is needed to rebuild the
-supernet. Loading uses ``torch.load(weights_only=True)``: no code from the file runs.
+A checkpoint is Lightning's ``.ckpt``, read with ``torch.load(weights_only=True)`` (no code from
+the file runs). What ovo reads from it:
+
+- ``state_dict``: the supernet's weights as ``net.<timm-style name>``;
+- ``hyper_parameters``: the :class:`~ovo.module.OVOModule`'s arguments, of which ``space`` and
+  ``model`` rebuild the supernet and ``data`` (the data config) the data module, with the same
+  held-out search split;
+- ``ovo`` (format version 2 on; absent in version 1, before it existed): the training
+  ``config`` as composed and resolved, and the ``recipe`` facts only the running trainer knows
+  (world size, so the global batch the LR was scaled with; epochs; precision). ``ovo.rank``
+  trains standalone subnets with that recipe.
+
+:class:`RecordTraining` (a callback the train command adds) writes the ``ovo`` record;
+:func:`load_supernet` reads everything back.
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 
 from ovo.errors import CheckpointError
+from ovo.settings import plain
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
+
+RECORD_KEY = "ovo"
+CHECKPOINT_FORMAT = "ovo.checkpoint"
+CHECKPOINT_VERSION = 2  # 1: hyper_parameters only (before the `ovo` record)
+STATE_PREFIX = "net."
+
+
+def training_recipe(trainer: L.Trainer, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts of a run that its config alone does not say (they depend on the machine)."""
+    batch = int(config["data"]["batch_size"])
+    world, accumulate = int(trainer.world_size), int(trainer.accumulate_grad_batches)
+    return {
+        "max_epochs": int(trainer.max_epochs or 0),
+        "per_device_batch_size": batch,
+        "world_size": world,
+        "accumulate_grad_batches": accumulate,
+        "global_batch_size": batch * world * accumulate,
+        "precision": str(trainer.precision),
+    }
+
+
+class RecordTraining(L.Callback):
+    """Writes the ``ovo`` record (format, training config, recipe) into every checkpoint.
+
+    ``hyper_parameters["data"]`` stays as format 1 had it, for readers of that layout.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = plain(config)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[RECORD_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": self.config,
+            "recipe": training_recipe(trainer, self.config),
+        }
+        checkpoint["hyper_parameters"]["data"] = self.config["data"]
 
 
 @dataclass
 class LoadedSupernet:
+    """A trained supernet (eval mode) and what its checkpoint says about its training."""
+
     net: SuperViT
     hparams: dict[str, Any]
     path: Path
     epoch: int | None = None
     global_step: int | None = None
+    record: dict[str, Any] | None = None  # the `ovo` record; None for format-1 checkpoints
 
     @property
     def space(self) -> SearchSpace:
@@ -35,6 +93,40 @@ class LoadedSupernet:
     @property
     def cfg(self) -> ViTConfig:
         return self.net.cfg
+
+    @property
+    def version(self) -> int:
+        return int(self.record["version"]) if self.record else 1
+
+    @property
+    def train_config(self) -> dict[str, Any] | None:
+        """The composed training config (format 2 on), else ``None``."""
+        return self.record["config"] if self.record else None
+
+    @property
+    def recipe(self) -> dict[str, Any] | None:
+        """:func:`training_recipe` of the run (format 2 on), else ``None``."""
+        return self.record["recipe"] if self.record else None
+
+    def data_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The data config the supernet was trained with, ``overrides`` merged in."""
+        from omegaconf import OmegaConf
+
+        data = self.hparams.get("data")
+        if not data:
+            raise CheckpointError(
+                f"{self.path} records no data config (it predates ovo's data recording); pass "
+                "the full data config as data=..."
+            )
+        merged = OmegaConf.merge(OmegaConf.create(data), OmegaConf.create(plain(overrides) or {}))
+        return OmegaConf.to_container(merged, resolve=True)
+
+    def datamodule(self, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The data module the checkpoint was trained with (the same held-out search split),
+        with ``overrides`` (e.g. a new ``root``) merged in."""
+        from hydra.utils import instantiate
+
+        return instantiate(self.data_config(overrides), _convert_="all")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -65,6 +157,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} is not an ovo training checkpoint (no state_dict/"
             "hyper_parameters); use a .ckpt written by ovo.train"
         )
+    record = ckpt.get(RECORD_KEY)
+    if record is not None and int(record.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer ovo (checkpoint format {record.get('version')}, this "
+            f"ovo reads up to {CHECKPOINT_VERSION}); upgrade ovo to read it"
+        )
     return ckpt
 
 
@@ -92,8 +190,8 @@ def load_supernet(
             "override (the checkpoint's own space is used) or pick the matching checkpoint"
         )
     net = SuperViT(space, ViTConfig.from_dict(hp["model"]))
-    prefix = "net."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    n = len(STATE_PREFIX)
+    state = {k[n:]: v for k, v in ckpt["state_dict"].items() if k.startswith(STATE_PREFIX)}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -102,4 +200,11 @@ def load_supernet(
             f"({str(err).splitlines()[0][:200]}); the file may be from another "
             "ovo version or edited"
         ) from err
-    return LoadedSupernet(net.eval(), hp, Path(path), ckpt.get("epoch"), ckpt.get("global_step"))
+    return LoadedSupernet(
+        net.eval(),
+        hp,
+        Path(path),
+        ckpt.get("epoch"),
+        ckpt.get("global_step"),
+        ckpt.get(RECORD_KEY),
+    )

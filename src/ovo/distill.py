@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -32,6 +32,7 @@ from timm.loss import SoftTargetCrossEntropy
 from torch import Tensor
 
 from ovo.errors import ConfigError
+from ovo.settings import settings_from
 from ovo.space import Arch, SearchSpace
 
 TeacherMode = Literal["sampled", "max", "larger", "sandwich", "none"]
@@ -77,21 +78,7 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DistillConfig:
-        data = dict(data or {})
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(
-                f"unknown distill setting(s) {sorted(unknown)}; known: {sorted(names)}"
-            )
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def enabled(self) -> bool:
-        return self.teacher != "none"
+        return settings_from(cls, data, "distill")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
-"""Errors a user can cause and fix. Entry points print their message in one line (no traceback)
-and exit with status 2; set ``HYDRA_FULL_ERROR=1`` or ``OVO_DEBUG=1`` to see the traceback."""
+"""Errors a user can cause and fix. Commands print their message in one line (no traceback) and
+exit with status 2; set ``OVO_DEBUG=1`` (or ``HYDRA_FULL_ERROR=1``) to see the traceback.
+
+Anything else that escapes a command is a bug in ovo: it exits 1 with its traceback.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ class DataError(UserError):
     """Missing, empty, malformed or corrupt dataset."""
 
 
-class ConfigError(UserError):
-    """A configuration value that cannot work."""
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot work (also a ``ValueError``, which it is)."""
 
 
 class CheckpointError(UserError):

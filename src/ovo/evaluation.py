@@ -9,14 +9,17 @@ DDP every rank scores its shard of the split and the counts are all-reduced.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from lightning.fabric import Fabric
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 
+from ovo.errors import ConfigError
+from ovo.settings import settings_from
 from ovo.space import Arch
 from ovo.supernet import SuperViT
 
@@ -28,48 +31,59 @@ class ArchScore:
     acc5: float
     num_images: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "arch": self.arch.to_dict(),
-            "acc1": self.acc1,
-            "acc5": self.acc5,
-            "num_images": self.num_images,
-        }
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The ``eval`` block of the checkpoint commands: where and how subnets are scored.
+
+    ``precision`` null means bf16-mixed on CUDA and 32-true elsewhere; ``cache`` keeps a split's
+    batches in (device) memory across calls; ``max_batches`` scores the first N batches only.
+    """
+
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | None = None
+    cache: bool = True
+    max_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_nodes < 1:
+            raise ConfigError(f"eval.num_nodes={self.num_nodes} must be at least 1")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ConfigError(f"eval.max_batches={self.max_batches} must be at least 1 or null")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> EvalSettings:
+        return settings_from(cls, data, "eval")
 
 
-def make_fabric(
-    accelerator: str = "auto",
-    devices: int | str = 1,
-    strategy: str = "auto",
-    precision: str | None = None,
-    num_nodes: int = 1,
-) -> Fabric:
-    """A launched Fabric; precision defaults to bf16-mixed on CUDA and 32-true elsewhere."""
+def make_fabric(settings: EvalSettings | None = None) -> Fabric:
+    """A launched Fabric for ``settings``; a setting this machine cannot run (no GPU, an unknown
+    strategy...) is a :class:`ConfigError` naming the ``eval`` keys."""
+    s = settings or EvalSettings()
+    precision = s.precision
     if precision is None:
-        cuda = accelerator in ("gpu", "cuda") or (
-            accelerator == "auto" and torch.cuda.is_available()
+        cuda = s.accelerator in ("gpu", "cuda") or (
+            s.accelerator == "auto" and torch.cuda.is_available()
         )
         precision = "bf16-mixed" if cuda else "32-true"
-    fabric = Fabric(
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        precision=precision,
-        num_nodes=num_nodes,
-    )
+    try:
+        fabric = Fabric(
+            accelerator=s.accelerator,
+            devices=s.devices,
+            strategy=s.strategy,
+            precision=precision,
+            num_nodes=s.num_nodes,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        raise ConfigError(
+            f"eval.accelerator={s.accelerator} eval.devices={s.devices} eval.strategy="
+            f"{s.strategy} eval.precision={precision}: {' '.join(str(err).split())}"
+        ) from err
     fabric.launch()
     return fabric
-
-
-def fabric_from_config(eval_cfg: Any) -> Fabric:
-    """``make_fabric`` from the ``eval`` block of the search/evaluate configs."""
-    return make_fabric(
-        eval_cfg.accelerator,
-        eval_cfg.devices,
-        eval_cfg.strategy,
-        eval_cfg.precision,
-        eval_cfg.num_nodes,
-    )
 
 
 class SubnetEvaluator:

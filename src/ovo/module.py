@@ -96,8 +96,9 @@ class OVOModule(L.LightningModule):
         fixed_arch: train this one subnet only, on the labels (a standalone model trained from
             scratch, e.g. the reference for a searched arch); needs ``distill.teacher=none``. The
             panel is then that arch alone, named ``fixed``.
-        data: the data config, unused here but recorded in the checkpoint so the search and the
-            evaluation rebuild exactly the same held-out search split.
+
+    What else a checkpoint records (the data config, the training recipe) is
+    :mod:`ovo.checkpoint`'s business, not this module's.
     """
 
     def __init__(
@@ -114,7 +115,6 @@ class OVOModule(L.LightningModule):
         seed: int = 0,
         reseed_every_step: bool = True,
         arch_trace_path: str | None = None,
-        data: Mapping[str, Any] | None = None,
         fixed_arch: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -295,17 +295,21 @@ class OVOModule(L.LightningModule):
             raise ConfigError("the data module has no batch_size; cannot scale the learning rate")
         return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def build_optimizer(self, global_batch_size: int) -> torch.optim.Optimizer:
+        """timm's optimizer over the supernet, its LR scaled to ``global_batch_size``."""
         opt_cfg = dict(self.hparams.optimizer or {"opt": "adamw", "lr": 5e-4, "weight_decay": 0.05})
         lr = float(opt_cfg.pop("lr"))
         if self.hparams.lr_base_batch_size:
-            lr *= self.global_batch_size() / self.hparams.lr_base_batch_size
-        optimizer = create_optimizer_v2(self.net, lr=lr, **opt_cfg)
+            lr *= global_batch_size / self.hparams.lr_base_batch_size
+        return create_optimizer_v2(self.net, lr=lr, **opt_cfg)
+
+    def build_scheduler(
+        self, optimizer: torch.optim.Optimizer, epochs: int, updates_per_epoch: int
+    ) -> Any | None:
+        """timm's scheduler, stepped per optimizer update; ``None`` without a scheduler config."""
         sched_cfg = dict(self.hparams.scheduler or {})
         if not sched_cfg:
-            return {"optimizer": optimizer}
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
-        updates_per_epoch = max(math.ceil(self.trainer.estimated_stepping_batches / epochs), 1)
+            return None
         scheduler, _ = create_scheduler_v2(
             optimizer,
             num_epochs=epochs,
@@ -313,6 +317,28 @@ class OVOModule(L.LightningModule):
             updates_per_epoch=updates_per_epoch,
             **sched_cfg,
         )
+        return scheduler
+
+    def check_optimization(self, global_batch_size: int, epochs: int) -> None:
+        """Build the optimizer and scheduler once, before fitting, so that a value they refuse
+        (a negative LR, an unknown optimizer or schedule...) is a one-line config error instead
+        of a traceback from inside the fit."""
+        try:
+            optimizer = self.build_optimizer(global_batch_size)
+        except (ValueError, TypeError, KeyError, AssertionError) as err:
+            raise ConfigError(f"optimizer: {_say(err)}; fix the optimizer.* settings") from err
+        try:
+            self.build_scheduler(optimizer, max(epochs, 1), 1)
+        except (ValueError, TypeError, KeyError, AssertionError) as err:
+            raise ConfigError(f"scheduler: {_say(err)}; fix the scheduler.* settings") from err
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.build_optimizer(self.global_batch_size())
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        updates_per_epoch = max(math.ceil(self.trainer.estimated_stepping_batches / epochs), 1)
+        scheduler = self.build_scheduler(optimizer, epochs, updates_per_epoch)
+        if scheduler is None:
+            return {"optimizer": optimizer}
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
@@ -321,3 +347,8 @@ class OVOModule(L.LightningModule):
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         # timm schedulers are stepped by update count (Lightning's default expects torch's API)
         scheduler.step_update(num_updates=self.global_step)
+
+
+def _say(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}" if isinstance(err, KeyError | AssertionError) else text

@@ -13,7 +13,6 @@ Every random operation takes an explicit ``random.Random`` so callers own all ra
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from ovo.errors import ConfigError
+from ovo.settings import settings_from
 
 
 class SpaceError(ConfigError, ValueError):
@@ -35,6 +35,11 @@ class ArchError(ConfigError, ValueError):
 
 def _as_tuple(values: Iterable[Any], cast: type) -> tuple:
     return tuple(cast(v) for v in values)
+
+
+def mlp_hidden(embed_dim: int, mlp_ratio: float) -> int:
+    """MLP hidden width at ``embed_dim`` (timm's convention: ``int(mlp_ratio * embed_dim)``)."""
+    return int(mlp_ratio * embed_dim)
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,8 @@ class Arch:
         return cls(embed_dim, (num_heads,) * depth, (mlp_ratio,) * depth)
 
     def mlp_hidden(self, layer: int) -> int:
-        """MLP hidden width of ``layer`` (timm's convention: ``int(mlp_ratio * embed_dim)``)."""
-        return int(self.mlp_ratio[layer] * self.embed_dim)
+        """MLP hidden width of ``layer`` (see :func:`mlp_hidden`)."""
+        return mlp_hidden(self.embed_dim, self.mlp_ratio[layer])
 
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +131,12 @@ class Arch:
         except OSError:  # a long YAML string is not a valid path
             is_file = False
         text = path.read_text() if is_file else str(path_or_text)
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            where = f"{path_or_text!s}" if is_file else "the arch text"
+            first = " ".join(str(err).split())[:160]
+            raise ArchError(f"{where} is not valid YAML ({first}); fix or regenerate it") from err
         if not isinstance(data, Mapping):
             raise ArchError(
                 f"{path_or_text!s}: an arch file must be a mapping with embed_dim, "
@@ -183,7 +193,7 @@ class SearchSpace:
             raise SpaceError(f"space '{self.name}': head_dim must be positive, got {self.head_dim}")
         object.__setattr__(self, "head_dim", int(self.head_dim))
         for r in self.mlp_ratio:
-            if int(r * self.embed_dim[0]) < 1:
+            if mlp_hidden(self.embed_dim[0], r) < 1:
                 raise SpaceError(
                     f"space '{self.name}': mlp_ratio {r} gives an empty MLP at "
                     f"embed_dim {self.embed_dim[0]}"
@@ -193,17 +203,12 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], name: str | None = None) -> SearchSpace:
         data = dict(data)
-        data.pop("_target_", None)
-        known = {"embed_dim", "depth", "num_heads", "mlp_ratio", "head_dim", "name"}
-        unknown = set(data) - known
-        if unknown:
-            raise SpaceError(f"space has unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
         missing = {"embed_dim", "depth", "num_heads", "mlp_ratio"} - set(data)
         if missing:
             raise SpaceError(f"space is missing key(s) {sorted(missing)}")
         if name is not None:
             data["name"] = name
-        return cls(**data)
+        return settings_from(cls, data, "space", error=SpaceError)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
@@ -238,15 +243,12 @@ class SearchSpace:
 
     @property
     def max_mlp_hidden(self) -> int:
-        return int(self.mlp_ratio[-1] * self.embed_dim[-1])
+        return mlp_hidden(self.embed_dim[-1], self.mlp_ratio[-1])
 
     def num_archs(self) -> int:
         """Number of distinct archs: sum over depths d of |embed| * (|heads| * |ratios|)^d."""
         per_layer = len(self.num_heads) * len(self.mlp_ratio)
         return len(self.embed_dim) * sum(per_layer**d for d in self.depth)
-
-    def log10_num_archs(self) -> float:
-        return math.log10(self.num_archs())
 
     # ---- membership ----------------------------------------------------------------------
     def validate(self, arch: Arch) -> Arch:

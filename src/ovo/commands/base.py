@@ -1,18 +1,47 @@
-"""The shape every command shares."""
+"""The shape every command shares.
+
+A command is one module of :mod:`ovo.commands` with a ``run(cfg) -> dict`` and a
+``main = hydra_command("<config>", run)``; ``python -m ovo.<command>`` calls that ``main``.
+``run`` always goes the same way: the config is composed (Hydra, ``conf/<config>.yaml``) and
+resolved, the command builds what it needs (from a checkpoint for search/evaluate/export/rank),
+runs, writes its outputs atomically (:mod:`ovo.atomic`) and prints where they are
+(:func:`print_outputs`).
+
+A mistake the user can fix ends in one ``ovo: error: ...`` line and exit status 2; anything
+else is a bug and keeps its traceback (exit 1). ``OVO_DEBUG=1`` shows the traceback of a user
+error too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from ovo.errors import ConfigError, UserError
+from ovo.paths import conf_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Config sections whose keys come from the checkpoint, so Hydra's struct mode cannot know them:
-# `data.root=/x` is rewritten to `++data.root=/x` (add or override) for these commands.
-OPEN_SECTIONS: dict[str, tuple[str, ...]] = {"search": ("data",), "evaluate": ("data",)}
+# `data.root=/x` is rewritten to `++data.root=/x` (add or override) for these commands, so they
+# take the spelling training takes.
+OPEN_SECTIONS: dict[str, tuple[str, ...]] = {
+    "search": ("data",),
+    "evaluate": ("data",),
+    "rank": ("data",),
+}
 
 
 def open_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
-    """``overrides`` with ``section.key=value`` turned into ``++section.key=value`` for the
-    open sections of ``config_name``, so checkpoint commands take ``data.root=/x`` as training
-    does."""
+    """``overrides`` with ``section.key=value`` turned into ``++section.key=value`` for the open
+    sections of ``config_name`` (see ``OPEN_SECTIONS``)."""
     sections = OPEN_SECTIONS.get(config_name, ())
     out = []
     for arg in overrides:
@@ -21,3 +50,123 @@ def open_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
             arg = f"++{arg}"
         out.append(arg)
     return out
+
+
+def debug_mode() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("OVO_DEBUG") == "1"
+
+
+def find_user_error(err: BaseException | None) -> UserError | None:
+    """The :class:`UserError` behind ``err``: itself, or the cause of a wrapper such as Hydra's
+    ``InstantiationException`` or a DataLoader worker's re-raise."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """The message without a worker's embedded traceback (DataLoader workers re-raise the
+    original exception type with 'Caught X in DataLoader worker ... Original Traceback ...')."""
+    text = str(err).strip()
+    if "Traceback" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1]
+        text = last.split(": ", 1)[1] if last.startswith(type(err).__name__ + ":") else last
+    return " ".join(text.split())
+
+
+def user_errors_exit(fn: F) -> F:
+    """Turn a :class:`UserError` into one line on stderr and exit status 2 (the traceback only in
+    :func:`debug_mode`); other exceptions propagate as bugs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            user_error = find_user_error(err)
+            if user_error is None or debug_mode():
+                raise
+            print(f"ovo: error: {one_line(user_error)}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def hydra_command(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` with the
+    command line (open sections rewritten), the config is resolved, then ``run(cfg)``."""
+    import hydra
+
+    @hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
+    @user_errors_exit
+    def hydra_main(cfg: DictConfig) -> Any:
+        OmegaConf.resolve(cfg)
+        return run(cfg)
+
+    @functools.wraps(run)
+    def main() -> Any:
+        # rewritten in sys.argv itself: DDP launchers re-run it for the other ranks
+        sys.argv[1:] = open_overrides(config_name, sys.argv[1:])
+        return hydra_main()
+
+    return main
+
+
+def output_dir() -> Path:
+    """This Hydra run's output directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def check_writable(directory: str | Path, need_bytes: int = 0) -> None:
+    """Fail before any work if ``directory`` cannot be written or lacks ``need_bytes`` free."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".ovo-write-test-{os.getpid()}"
+        probe.write_bytes(b"ovo")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"output directory {directory} is not writable ({err.strerror or err}); "
+            "point hydra.run.dir or OVO_LOG_DIR to a writable place"
+        ) from err
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"only {free / 2**30:.2f} GiB free under {directory} but this run's "
+            f"checkpoints need about {need_bytes / 2**30:.2f} GiB; free space or "
+            "move the outputs (hydra.run.dir=..., OVO_LOG_DIR=...)"
+        )
+
+
+def open_checkpoint(cfg: DictConfig) -> Any:
+    """The trained supernet a checkpoint command names (``ckpt_path``); a ``space`` key, where
+    the command has one, asserts the checkpoint's space."""
+    from ovo.checkpoint import load_supernet
+    from ovo.settings import plain
+    from ovo.space import SearchSpace
+
+    expected = SearchSpace.from_dict(plain(cfg.space)) if cfg.get("space") else None
+    return load_supernet(cfg.ckpt_path, expected_space=expected)
+
+
+def eval_fabric(cfg: DictConfig) -> Any:
+    """The launched Fabric of a command's ``eval`` block."""
+    from ovo.evaluation import EvalSettings, make_fabric
+
+    return make_fabric(EvalSettings.from_dict(cfg.get("eval")))
+
+
+def print_outputs(title: str, outputs: Mapping[str, Any], lines: Sequence[str] = ()) -> None:
+    """The closing summary every command prints: a title, a few lines, then where things are."""
+    width = max((len(k) for k in outputs), default=0) + 2
+    text = ["", title, *(f"  {line}" for line in lines)]
+    text += [f"  {f'{name}:':{width}s}{path}" for name, path in outputs.items()]
+    print("\n".join(text), flush=True)

@@ -1,21 +1,23 @@
 """Data: LightningDataModules with self-sharded, reproducible loading and a held-out search split.
 
-See :mod:`ovo.data.datamodules` for the splits, :mod:`ovo.data.sampling` for determinism and
-sharding, and :mod:`ovo.data.transforms` for the ``aug`` options.
+:mod:`ovo.data.base` holds the shared split/loader machinery, :mod:`ovo.data.catalog` the
+datasets, :mod:`ovo.data.sampling` determinism and sharding, :mod:`ovo.data.transforms` the
+``aug`` options. Configs name the data modules as ``ovo.data.<Class>``.
 """
 
-from ovo.data.datamodules import (
+from ovo.data.base import (
     DEFAULT_DATA_DIR,
     SEARCH_SPLIT_SEED,
+    ImageClassificationDataModule,
+    split_search,
+)
+from ovo.data.catalog import (
     CIFAR10DataModule,
     CIFAR100DataModule,
     DigitsDataModule,
     FakeDataModule,
-    ImageClassificationDataModule,
     ImageFolderDataModule,
     ImageNetDataModule,
-    make_datamodule,
-    split_search,
 )
 from ovo.data.sampling import (
     CorruptImageError,
@@ -45,7 +47,6 @@ __all__ = [
     "TrainSampler",
     "build_eval_transform",
     "build_train_transform",
-    "make_datamodule",
     "mix_seed",
     "mix_seeds",
     "seeded_rngs",

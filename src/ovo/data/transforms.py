@@ -10,7 +10,6 @@ digits; ``small_image: true``) use the usual 32px recipe: resize to ``img_size``
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from timm.data.transforms import str_to_interp_mode, str_to_pil_interp
 from torchvision import transforms as T
 
 from ovo.errors import ConfigError
+from ovo.settings import plain, settings_dict, settings_from
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class AugConfig:
     re_prob: float = 0.0
     re_mode: str = "pixel"
     re_count: int = 1
-    hflip: float = 0.5
+    hflip: float | bool = 0.5
     color_jitter: float | None = None
     interpolation: str = "bicubic"
     scale: tuple[float, float] = (0.08, 1.0)
@@ -65,60 +65,27 @@ class AugConfig:
     padding: int | None = None
     crop_pct: float | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.hflip, bool):
+            object.__setattr__(self, "hflip", 0.5 if self.hflip else 0.0)
+        if self.auto_augment in ("", "none", "None"):
+            object.__setattr__(self, "auto_augment", None)
+        for key in ("re_prob", "hflip"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"data.aug.{key}={getattr(self, key)} must be in [0, 1]")
+
     @classmethod
     def resolve(cls, *layers: Mapping[str, Any] | AugConfig | None) -> AugConfig:
         """Merge ``layers`` left to right (later keys win) over the dataclass defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
         merged: dict[str, Any] = {}
         for layer in layers:
+            layer = settings_dict(layer) if isinstance(layer, AugConfig) else plain(layer)
             if layer is None:
                 continue
-            if isinstance(layer, AugConfig):
-                layer = dataclasses.asdict(layer)
             if not isinstance(layer, Mapping):
                 raise ConfigError(f"data.aug must be a mapping of options, got {layer!r}")
-            unknown = set(layer) - known
-            if unknown:
-                raise ConfigError(
-                    f"unknown data.aug key(s) {sorted(unknown)}; known: {sorted(known)}"
-                )
             merged.update(layer)
-        try:
-            return cls(**_coerce(merged))
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"bad data.aug value: {err}") from err
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _coerce(values: dict[str, Any]) -> dict[str, Any]:
-    # Hydra hands over DictConfig/ListConfig and YAML gives ints for floats: normalise types here
-    # so the frozen dataclass holds plain, comparable values.
-    out = dict(values)
-    if "hflip" in out:
-        flip = out["hflip"]
-        out["hflip"] = (0.5 if flip else 0.0) if isinstance(flip, bool) else float(flip)
-    for key in ("re_prob",):
-        if key in out:
-            out[key] = float(out[key])
-    for key in ("color_jitter", "crop_pct"):
-        if out.get(key) is not None:
-            out[key] = float(out[key])
-    for key in ("scale", "ratio"):
-        if key in out:
-            pair = out[key]
-            if not isinstance(pair, Sequence) or len(pair) != 2:
-                raise ValueError(f"{key} must be a [low, high] pair, got {pair!r}")
-            out[key] = (float(pair[0]), float(pair[1]))
-    for key in ("re_count", "padding"):
-        if out.get(key) is not None:
-            out[key] = int(out[key])
-    if "small_image" in out:
-        out["small_image"] = bool(out["small_image"])
-    if out.get("auto_augment") in ("", "none", "None"):
-        out["auto_augment"] = None
-    return out
+        return settings_from(cls, merged, "data.aug")
 
 
 def _eval_interpolation(aug: AugConfig) -> str:

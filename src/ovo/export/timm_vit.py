@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from ovo.space import Arch
+from ovo.atomic import atomic_path, atomic_write_json
+from ovo.space import Arch, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
 FORMAT_VERSION = 1
@@ -106,7 +106,7 @@ def subnet_state_dict(supernet: nn.Module, arch: Arch) -> dict[str, torch.Tensor
     out[f"{norm}.bias"] = sd["norm.bias"][:e]
     for i, (h, r) in enumerate(zip(arch.num_heads, arch.mlp_ratio)):
         src, dst = f"blocks.{i}.", f"blocks.{i}."
-        a, m = h * hd, int(r * e)
+        a, m = h * hd, mlp_hidden(e, r)
         for n in ("norm1", "norm2"):
             out[dst + f"{n}.weight"] = sd[src + f"{n}.weight"][:e]
             out[dst + f"{n}.bias"] = sd[src + f"{n}.bias"][:e]
@@ -156,14 +156,10 @@ def save_exported(
 ) -> Path:
     """Write ``model.safetensors`` + ``config.json`` into ``out_dir`` (each atomically)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / "model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "ovo-timm-vit"})
-    os.replace(tmp, out / "model.safetensors")
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(exported_config(arch, cfg, head_dim, **extra), indent=2))
-    os.replace(tmp, out / "config.json")
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "ovo-timm-vit"})
+    atomic_write_json(out / "config.json", exported_config(arch, cfg, head_dim, **extra))
     return out
 
 

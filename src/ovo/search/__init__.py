@@ -1,4 +1,5 @@
-"""Architecture search on a trained supernet: budgets, evolution / random search, results.
+"""Architecture search on a trained supernet: budgets, the search loop and its strategies,
+results, resumable state. ``python -m ovo.search`` is :mod:`ovo.commands.search`.
 
 The evaluation of candidates is the caller's: a search takes ``fitness(archs) -> scores`` and
 calls it once per generation with all new candidates, so they can be scored in one batch.
@@ -7,42 +8,39 @@ calls it once per generation with all new candidates, so they can be scored in o
 from ovo.search.constraints import (
     Constraints,
     check_feasible,
-    format_count,
-    parse_count,
     sample_feasible,
     space_span,
 )
-from ovo.search.evolution import (
-    STRATEGIES,
-    EvolutionSearch,
+from ovo.search.loop import (
+    PROPOSALS,
+    EvolutionProposal,
     Fitness,
     OnGeneration,
-    RandomSearch,
+    Proposal,
+    RandomProposal,
     Search,
-    make_search,
+    SearchSettings,
 )
 from ovo.search.pareto import pareto_front
 from ovo.search.result import EvaluatedArch, GenerationRecord, SearchResult
-from ovo.search.state import atomic_write_json, load_state
+from ovo.search.state import load_state
 
 __all__ = [
-    "STRATEGIES",
+    "PROPOSALS",
     "Constraints",
     "EvaluatedArch",
-    "EvolutionSearch",
+    "EvolutionProposal",
     "Fitness",
     "GenerationRecord",
     "OnGeneration",
-    "RandomSearch",
+    "Proposal",
+    "RandomProposal",
     "Search",
     "SearchResult",
-    "atomic_write_json",
+    "SearchSettings",
     "check_feasible",
-    "format_count",
     "load_state",
-    "make_search",
     "pareto_front",
-    "parse_count",
     "sample_feasible",
     "space_span",
 ]

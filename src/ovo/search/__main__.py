@@ -1,6 +1,6 @@
-"""``python -m ovo.search``."""
+"""``python -m ovo.search``: see :mod:`ovo.commands.search`."""
 
-from ovo.search.command import main
+from ovo.commands.search import main
 
 if __name__ == "__main__":
     main()

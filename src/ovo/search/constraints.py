@@ -9,66 +9,20 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
 from ovo.errors import ConfigError, InfeasibleBudgetError
+from ovo.settings import settings_dict, settings_from
 from ovo.space import Arch, SearchSpace
 from ovo.supernet.costs import CostModel
+from ovo.units import Number, format_count, format_span, parse_count
 
-Number = int | float
-
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_COUNT_RE = re.compile(r"^\s*([0-9][0-9_]*\.?[0-9_]*(?:e[+-]?[0-9]+)?)\s*([kmgt]?)\s*$", re.I)
 # Above this many (params, MACs) sums per (embed, depth) the exact construction gives up
 # exhaustiveness; the built-in spaces stay far below it (tiny: ~200, base: ~3000).
 _MAX_DP_STATES = 200_000
-
-
-def parse_count(value: Any, name: str = "value") -> Number | None:
-    """A count from a number or a human string (``"5.5M"``, ``"1.2G"``, ``"300k"``, ``"5e6"``).
-
-    ``None``, ``"none"``, ``"null"`` and ``""`` mean unbounded. Integral values come back as int.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} is not a count; give a number like 5.5e6 or '5.5M'")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        if value.strip().lower() in ("", "none", "null", "~"):
-            return None
-        match = _COUNT_RE.match(value)
-        if not match:
-            raise ConfigError(
-                f"{name}={value!r} is not a count; give a number or a string like '5.5M' or '1.2G'"
-            )
-        number = float(match.group(1).replace("_", "")) * _SUFFIX[match.group(2).lower()]
-    else:
-        raise ConfigError(f"{name}={value!r} is not a count; give a number or a string like '5.5M'")
-    if not math.isfinite(number) or number < 0:
-        raise ConfigError(f"{name}={value!r} must be a finite non-negative count")
-    return int(number) if number.is_integer() else number
-
-
-def format_count(value: Number) -> str:
-    """``5_870_000 -> '5.87M'``: three significant digits and a K/M/G/T suffix."""
-    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def _format_span(lo: Number, hi: Number, unit: str) -> str:
-    """``'0.336-0.674 GMACs'``: both ends in the unit of the larger one."""
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1.0)):
-        if hi >= scale:
-            return f"{lo / scale:.3g}-{hi / scale:.3g} {prefix}{unit}"
-    return f"{lo:.3g}-{hi:.3g} {unit}"
 
 
 def _format_bound(name: str, lo: Number | None, hi: Number | None) -> str | None:
@@ -85,10 +39,10 @@ def _format_bound(name: str, lo: Number | None, hi: Number | None) -> str | None
 class Constraints:
     """Inclusive bounds on params and FLOPs (MACs); ``None`` leaves a side unbounded."""
 
-    params_min: Number | None = None
-    params_max: Number | None = None
-    flops_min: Number | None = None
-    flops_max: Number | None = None
+    params_min: int | float | str | None = None
+    params_max: int | float | str | None = None
+    flops_min: int | float | str | None = None
+    flops_max: int | float | str | None = None
 
     def __post_init__(self) -> None:
         for key in ("params_min", "params_max", "flops_min", "flops_max"):
@@ -105,32 +59,11 @@ class Constraints:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Constraints:
         """From ``params_min/params_max/flops_min/flops_max`` (``macs_*`` is an alias of
         ``flops_*``); values are numbers or strings like ``"5.5M"``."""
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"constraints must be a mapping, got {data!r}")
         aliases = {"macs_min": "flops_min", "macs_max": "flops_max"}
-        known = {"params_min", "params_max", "flops_min", "flops_max"}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            field_name = aliases.get(str(key), str(key))
-            if field_name not in known:
-                raise ConfigError(
-                    f"unknown constraint '{key}'; known: params_min, params_max, flops_min, "
-                    "flops_max (macs_min/macs_max are aliases)"
-                )
-            if field_name in values:
-                raise ConfigError(f"constraint {field_name} is given twice (via an alias)")
-            values[field_name] = value
-        return cls(**values)
+        return settings_from(cls, data, "constraints", aliases=aliases)
 
     def to_dict(self) -> dict[str, Number | None]:
-        return {
-            "params_min": self.params_min,
-            "params_max": self.params_max,
-            "flops_min": self.flops_min,
-            "flops_max": self.flops_max,
-        }
+        return settings_dict(self)
 
     @property
     def unbounded(self) -> bool:
@@ -175,7 +108,7 @@ def _infeasible(
     return InfeasibleBudgetError(
         f"no arch of space '{space.name}' has {constraints.describe()}{why}: the space spans "
         f"{format_count(p_lo)}-{format_count(p_hi)} params and "
-        f"{_format_span(f_lo, f_hi, 'MACs')}; "
+        f"{format_span(f_lo, f_hi, 'MACs')}; "
         "widen the budget"
     )
 

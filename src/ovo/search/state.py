@@ -1,49 +1,24 @@
-"""Search state on disk: atomic JSON writes, RNG state (de)serialisation, settings checks."""
+"""Search state on disk: format, RNG state (de)serialisation, settings checks."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ovo.atomic import atomic_write_json
 from ovo.errors import ConfigError
 
 STATE_FORMAT = "ovo.search.state"
 STATE_VERSION = 1
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as JSON so ``path`` always holds either the old or the new whole file.
-
-    The text goes to a temporary file in the same directory (same filesystem, so the rename is
-    atomic), is flushed and fsynced, then replaces ``path``; the directory is fsynced so the
-    rename itself survives a power cut.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # not every platform/filesystem can fsync a directory
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def save_state(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Write a state atomically: the file always holds the previous or the new whole state."""
+    atomic_write_json(path, state)
 
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from ovo.errors import ConfigError
+from ovo.settings import settings_dict, settings_from
 
 
 @dataclass(frozen=True)
 class ViTConfig:
-    """Settings shared by the supernet and every subnet exported from it.
+    """Settings shared by the supernet and every subnet exported from it (the ``model`` config).
 
     ``global_pool='token'`` classifies the cls token after the final norm (DeiT/AutoFormer);
     ``'avg'`` averages the patch tokens and normalises the pooled vector (timm's ``fc_norm``).
@@ -24,14 +27,20 @@ class ViTConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        for key in ("img_size", "patch_size", "in_chans", "num_classes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}={getattr(self, key)} must be positive")
         if self.img_size % self.patch_size:
-            raise ValueError(
-                f"img_size={self.img_size} is not a multiple of patch_size={self.patch_size}"
+            raise ConfigError(
+                f"model.img_size={self.img_size} is not a multiple of model.patch_size="
+                f"{self.patch_size}; pick a patch size that divides the image size"
             )
         if self.global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
-        if self.num_classes < 1 or self.in_chans < 1:
-            raise ValueError("num_classes and in_chans must be positive")
+            raise ConfigError(f"model.global_pool={self.global_pool!r}: use token or avg")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ConfigError(f"model.drop_path_rate={self.drop_path_rate} must be in [0, 1)")
+        if self.norm_eps <= 0:
+            raise ConfigError(f"model.norm_eps={self.norm_eps} must be positive")
 
     @property
     def num_patches(self) -> int:
@@ -43,12 +52,8 @@ class ViTConfig:
         return self.num_patches + 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return settings_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ViTConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names - {"_target_"}
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return settings_from(cls, data, "model")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ovo.space import Arch
+from ovo.space import Arch, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
 
@@ -34,7 +34,7 @@ class CostModel:
         total += e + cfg.num_tokens * e  # cls token + position embedding
         for h, r in zip(arch.num_heads, arch.mlp_ratio):
             a = h * hd  # attention width
-            m = int(r * e)  # MLP hidden width
+            m = mlp_hidden(e, r)
             total += 4 * e  # norm1, norm2 (weight + bias)
             total += 3 * a * e + 3 * a  # qkv
             total += a * e + e  # proj
@@ -49,7 +49,7 @@ class CostModel:
         total = n * e * cfg.in_chans * cfg.patch_size**2
         for h, r in zip(arch.num_heads, arch.mlp_ratio):
             a = h * hd
-            m = int(r * e)
+            m = mlp_hidden(e, r)
             total += t * e * 3 * a  # qkv
             total += 2 * t * t * a  # q @ k^T and attn @ v
             total += t * a * e  # proj

@@ -6,7 +6,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from ovo.space import Arch, ArchError, SearchSpace
+from ovo.space import Arch, ArchError, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 from ovo.supernet.layers import (
@@ -77,7 +77,7 @@ class SuperViT(nn.Module):
         cls = _lead(self.cls_token, 1, 1, e).expand(x.shape[0], -1, -1)
         x = torch.cat((cls, x), dim=1) + _lead(self.pos_embed, 1, x.shape[1] + 1, e)
         for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
-            x = block(x, h, int(r * e))
+            x = block(x, h, mlp_hidden(e, r))
         if self.cfg.global_pool == "token":
             x = self.norm(x)
         return x

@@ -1,20 +1,7 @@
-"""LightningDataModules for image classification: fake, digits, CIFAR-10/100, image folders.
+"""The dataset catalogue: fake, digits, CIFAR-10/100, image folders and ImageNet.
 
-All share :class:`ImageClassificationDataModule`: three splits (train, search, val), sharded by
-the module itself (run the trainer with ``use_distributed_sampler=False``), reproducible order
-and augmentation (see :mod:`ovo.data.sampling`), and a held-out search split:
-
-* ``search_per_class`` images of every class are taken out of the TRAIN split, never trained on,
-  and used by the architecture search for fitness (AutoFormer's protocol: never rank candidates on
-  the val/test split). The choice depends on a fixed constant, the class and the dataset only -
-  not on ``seed`` - so the training run and the later search run hold out the same images
-  whatever seeds they use. Changing the data (files, ``val_fraction``) changes it.
-* Batches are ``(images float32 [B, C, H, W], normalized; labels int64 [B])``. The train loader
-  drops its last incomplete batch (timm's Mixup needs even batches).
-
-Eval loaders (val = test, search) give rank ``r`` the in-order shard ``indices[r::world]`` with no
-padding, so shards may differ by one sample: reduce eval metrics at epoch end (torchmetrics), not
-with per-step collectives.
+Each is an :class:`~ovo.data.base.ImageClassificationDataModule` (splits, sharding, seeded
+loading) that knows its files, classes, normalisation and default augmentation.
 """
 
 from __future__ import annotations
@@ -23,13 +10,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import lightning as L
 import numpy as np
-import torch
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torch.utils.data import DataLoader
 
-from ovo.data.sampling import EvalSampler, SeededDataset, Source, TrainSampler, mix_seed
+from ovo.data.base import DEFAULT_DATA_DIR, ImageClassificationDataModule, check_positive
+from ovo.data.sampling import Source
 from ovo.data.sources import (
     ArraySource,
     FakeSource,
@@ -39,17 +24,9 @@ from ovo.data.sources import (
     load_cifar,
     scan_split,
 )
-from ovo.data.transforms import (
-    AugConfig,
-    build_eval_transform,
-    build_tensor_transform,
-    build_train_transform,
-)
+from ovo.data.transforms import AugConfig, build_tensor_transform
 from ovo.errors import ConfigError, DataError
 
-DEFAULT_DATA_DIR = "~/.cache/ovo-data"
-# The search split's seed. A constant, never the run's seed: training and search must agree.
-SEARCH_SPLIT_SEED = 0x5EA2C4
 # Digits has no official val split; this fixes ours.
 DIGITS_SPLIT_SEED = 0
 
@@ -79,219 +56,6 @@ DEIT_AUG: dict[str, Any] = {
 }
 
 
-def split_search(
-    targets: np.ndarray,
-    pool: np.ndarray,
-    per_class: int,
-    num_classes: int,
-    class_names: Sequence[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``pool`` (indices into ``targets``) into (train, search): ``per_class`` of each class.
-
-    Class ``c`` draws with the seed ``(SEARCH_SPLIT_SEED, c)``, so the choice is stable across
-    runs and seeds, and nested: a larger ``per_class`` keeps the smaller one's images.
-    """
-    pool = np.sort(np.asarray(pool, dtype=np.int64))
-    if per_class <= 0:
-        return pool, np.empty(0, dtype=np.int64)
-    labels = targets[pool]
-    chosen = []
-    for c in range(num_classes):
-        members = pool[labels == c]
-        if len(members) <= per_class:
-            name = class_names[c] if class_names is not None else str(c)
-            raise DataError(
-                f"class '{name}' has {len(members)} training images, but search_per_class="
-                f"{per_class} holds out {per_class} for the search and must leave some for "
-                f"training; set data.search_per_class to at most {max(len(members) - 1, 0)}"
-            )
-        rng = np.random.default_rng(mix_seed(SEARCH_SPLIT_SEED, c))
-        chosen.append(members[rng.permutation(len(members))[:per_class]])
-    search = np.sort(np.concatenate(chosen))
-    return np.setdiff1d(pool, search, assume_unique=True), search
-
-
-def _positive(name: str, value: int, minimum: int = 1) -> int:
-    if int(value) < minimum:
-        raise ConfigError(f"data.{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-class ImageClassificationDataModule(L.LightningDataModule):
-    """Base of ovo's data modules: splits, seeded samplers, loaders (see the module docstring).
-
-    Args:
-        root: data directory (meaning depends on the subclass; ``~`` is expanded).
-        batch_size: train batch size per device.
-        eval_batch_size: val/test/search batch size per device (default ``2 * batch_size``).
-        num_workers: DataLoader worker processes (0 = load in the training process).
-        img_size: side of the square model input.
-        seed: shuffling and augmentation seed (not the search split's, see module docstring).
-        search_per_class: images per class held out of the train split for the search (0 = none).
-        aug: augmentation options (:class:`~ovo.data.transforms.AugConfig` keys) over the
-            subclass' defaults ``default_aug``.
-        pin_memory, persistent_workers: passed to the DataLoaders (the latter only with workers).
-
-    Subclasses set ``num_classes``, ``in_chans``, ``mean``, ``std`` in ``__init__`` (so a model
-    can be built before ``setup``) and implement ``_load_sources``.
-    """
-
-    default_aug: ClassVar[Mapping[str, Any]] = {}
-    name: ClassVar[str] = "data"
-    num_classes: int
-    in_chans: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __init__(
-        self,
-        root: str | Path | None = None,
-        *,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        img_size: int = 32,
-        seed: int = 0,
-        search_per_class: int = 0,
-        aug: Mapping[str, Any] | None = None,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-    ) -> None:
-        super().__init__()
-        self.root = Path(root).expanduser() if root is not None else None
-        self.batch_size = _positive("batch_size", batch_size)
-        self.eval_batch_size = _positive(
-            "eval_batch_size", 2 * batch_size if eval_batch_size is None else eval_batch_size
-        )
-        self.num_workers = _positive("num_workers", num_workers, 0)
-        self.img_size = _positive("img_size", img_size)
-        self.seed = int(seed)
-        self.search_per_class = _positive("search_per_class", search_per_class, 0)
-        self.aug = AugConfig.resolve(self.default_aug, aug)
-        self.pin_memory, self.persistent_workers = bool(pin_memory), bool(persistent_workers)
-        self.classes: list[str] | None = None
-        self._indices: dict[str, np.ndarray] | None = None
-        self._sources: dict[str, Source] = {}
-
-    def _set_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        if not len(self.mean) == len(self.std) == self.in_chans:
-            raise ConfigError(
-                f"data.mean and data.std need {self.in_chans} values (in_chans), got "
-                f"{len(self.mean)} and {len(self.std)}"
-            )
-
-    # ---- to implement ------------------------------------------------------------------------
-    def _load_sources(self) -> tuple[Source, Source, np.ndarray, np.ndarray]:
-        """(train source, val source, train pool, val pool): pools index into their source."""
-        raise NotImplementedError
-
-    def build_transforms(self) -> tuple[Any, Any]:
-        """(train transform, eval transform)."""
-        return (
-            build_train_transform(self.aug, self.img_size, self.mean, self.std),
-            build_eval_transform(self.aug, self.img_size, self.mean, self.std),
-        )
-
-    @property
-    def skip_corrupt(self) -> bool:
-        return False
-
-    # ---- Lightning hooks ---------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        """Load labels, make the splits and the datasets (idempotent; every stage gets all)."""
-        if self._indices is not None:
-            return
-        train_src, val_src, train_pool, val_pool = self._load_sources()
-        train_idx, search_idx = split_search(
-            train_src.targets, train_pool, self.search_per_class, self.num_classes, self.classes
-        )
-        train_tf, eval_tf = self.build_transforms()
-        skip = self.skip_corrupt
-        self.train_dataset = SeededDataset(train_src, train_tf, train_idx, skip)
-        self.search_dataset = SeededDataset(train_src, eval_tf, search_idx, skip)
-        self.val_dataset = SeededDataset(val_src, eval_tf, np.sort(val_pool), skip)
-        self._sources = {"train": train_src, "search": train_src, "val": val_src}
-        self._indices = {"train": train_idx, "search": search_idx, "val": np.sort(val_pool)}
-
-    def _ensure_setup(self) -> dict[str, np.ndarray]:
-        # Dataloaders work without a trainer (the search, notebooks): set up on first use.
-        if self._indices is None:
-            self.setup()
-        assert self._indices is not None
-        return self._indices
-
-    def split_indices(self) -> dict[str, np.ndarray]:
-        """Indices of ``train``, ``search`` (both into the train source) and ``val``."""
-        return {k: v.copy() for k, v in self._ensure_setup().items()}
-
-    def sample_ids(self, split: str) -> list[str]:
-        """Unique names (file paths, ``<source>[<i>]``) of a split's samples, comparable across
-        splits: the train and search splits share a source, and digits' val split shares it too.
-        """
-        indices = self._ensure_setup()[split]
-        source = self._sources[split]
-        return [source.sample_id(int(i)) for i in indices]
-
-    def world_rank(self) -> tuple[int, int]:
-        """(world size, rank): the trainer's when attached, else torch.distributed's (e.g. under
-        a launched Fabric: make the loaders after ``fabric.launch()``), else (1, 0)."""
-        if self.trainer is not None:
-            return int(self.trainer.world_size), int(self.trainer.global_rank)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_world_size(), torch.distributed.get_rank()
-        return 1, 0
-
-    def _loader(
-        self, dataset: SeededDataset, sampler: Any, batch_size: int, drop_last: bool
-    ) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            drop_last=drop_last,
-        )
-
-    def train_sampler(self) -> TrainSampler:
-        world, rank = self.world_rank()
-        return TrainSampler(self._ensure_setup()["train"], self.seed, world, rank)
-
-    def train_dataloader(self) -> DataLoader:
-        sampler = self.train_sampler()
-        if len(sampler) < self.batch_size:
-            raise DataError(
-                f"the train split has {len(sampler)} images per device, fewer than "
-                f"data.batch_size={self.batch_size} (the last partial batch is dropped); "
-                "lower data.batch_size"
-            )
-        return self._loader(self.train_dataset, sampler, self.batch_size, drop_last=True)
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        indices = self._ensure_setup()[split]
-        dataset = self.search_dataset if split == "search" else self.val_dataset
-        return self._loader(
-            dataset, EvalSampler(indices, *self.world_rank()), self.eval_batch_size, False
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def search_dataloader(self) -> DataLoader:
-        """The held-out search split with the eval transform (for the search's fitness)."""
-        if self.search_per_class == 0:
-            raise DataError(
-                "this data config holds out no search split (data.search_per_class=0); set "
-                "data.search_per_class (e.g. 100) for training and search alike"
-            )
-        return self._eval_loader("search")
-
-
 class FakeDataModule(ImageClassificationDataModule):
     """Generated, learnable data (class patterns + noise, see :class:`~.sources.FakeSource`).
 
@@ -316,10 +80,10 @@ class FakeDataModule(ImageClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(root, img_size=img_size, **kwargs)
-        self.num_train = _positive("num_train", num_train)
-        self.num_val = _positive("num_val", num_val)
-        self.num_classes = _positive("num_classes", num_classes)
-        self.in_chans = _positive("in_chans", in_chans)
+        self.num_train = check_positive("num_train", num_train)
+        self.num_val = check_positive("num_val", num_val)
+        self.num_classes = check_positive("num_classes", num_classes)
+        self.in_chans = check_positive("in_chans", in_chans)
         self.noise_std, self.data_seed = float(noise_std), int(data_seed)
         self._set_stats((0.5,) * self.in_chans, (0.5,) * self.in_chans)
 
@@ -494,7 +258,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self._skip_corrupt = bool(skip_corrupt)
         self.expected_num_classes = num_classes
         if num_classes is not None:
-            self.num_classes = _positive("num_classes", num_classes)
+            self.num_classes = check_positive("num_classes", num_classes)
         if self.root is not None and self.root.is_dir():
             self._read_classes()
         elif num_classes is None:
@@ -573,36 +337,3 @@ class ImageNetDataModule(ImageFolderDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(root, num_classes=num_classes, img_size=img_size, **kwargs)
-
-
-def make_datamodule(name: str, **kwargs: Any) -> ImageClassificationDataModule:
-    """Construct a data module by short name (``fake``, ``digits``, ``cifar10``, ...)."""
-    modules = {
-        cls.name: cls
-        for cls in (
-            FakeDataModule,
-            DigitsDataModule,
-            CIFAR10DataModule,
-            CIFAR100DataModule,
-            ImageFolderDataModule,
-            ImageNetDataModule,
-        )
-    }
-    if name not in modules:
-        raise ConfigError(f"unknown dataset '{name}'; known: {sorted(modules)}")
-    return modules[name](**kwargs)
-
-
-__all__ = [
-    "CIFAR100DataModule",
-    "CIFAR10DataModule",
-    "DEFAULT_DATA_DIR",
-    "DigitsDataModule",
-    "FakeDataModule",
-    "ImageClassificationDataModule",
-    "ImageFolderDataModule",
-    "ImageNetDataModule",
-    "SEARCH_SPLIT_SEED",
-    "make_datamodule",
-    "split_search",
-]

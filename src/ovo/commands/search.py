@@ -1,0 +1,200 @@
+"""``python -m ovo.search ckpt_path=...``: search a trained supernet under a params/FLOPs budget.
+
+Fitness is top-1 on the held-out search split of the training data (never val/test); the top-k
+are then scored once on ``final_split``. Outputs in the run directory: ``results.json``,
+``best_arch.yaml``, ``pareto.png``, ``search_state.json`` (resume), and a W&B run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ovo.atomic import atomic_write_json, atomic_write_text
+from ovo.commands.base import (
+    eval_fabric,
+    hydra_command,
+    open_checkpoint,
+    output_dir,
+    print_outputs,
+)
+from ovo.errors import ConfigError
+from ovo.evaluation import EvalSettings, SubnetEvaluator
+from ovo.faults import kill_self
+from ovo.search.constraints import Constraints, check_feasible
+from ovo.search.loop import Search, SearchSettings
+from ovo.search.plot import plot_pareto
+from ovo.search.result import EvaluatedArch, GenerationRecord
+from ovo.settings import plain
+from ovo.units import format_count
+
+
+class WandbSearchLog:
+    """Per-generation metrics and table, final Pareto plot; a no-op when disabled."""
+
+    def __init__(self, cfg: DictConfig, out: Path, enabled: bool) -> None:
+        self.run = None
+        if not enabled:
+            return
+        import wandb
+
+        self.wandb = wandb
+        self.run = wandb.init(
+            project=cfg.wandb.project,
+            dir=str(out),
+            job_type="search",
+            name=f"search-{cfg.name}",
+            config=plain(cfg),
+            mode="offline" if cfg.wandb.offline else "online",
+            reinit="finish_previous",  # a search in the same process as training
+        )
+
+    def generation(self, gen: int, record: GenerationRecord, new: list[EvaluatedArch]) -> None:
+        if self.run is None:
+            return
+        table = self.wandb.Table(columns=["generation", "arch", "params_M", "gmacs", "fitness"])
+        for e in new:
+            table.add_data(gen, e.arch.short(), e.params / 1e6, e.flops / 1e9, e.fitness)
+        self.run.log(
+            {
+                "search/generation": gen,
+                "search/best_fitness": record.best_fitness,
+                "search/mean_top_k": record.mean_top_k,
+                "search/num_evaluated": record.num_evaluated,
+                "search/candidates": table,
+            }
+        )
+
+    def finish(self, summary: dict[str, Any], pareto_png: Path) -> None:
+        if self.run is None:
+            return
+        self.run.log({"search/pareto": self.wandb.Image(str(pareto_png))})
+        self.run.summary.update(summary)
+        self.run.finish()
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    start = time.perf_counter()
+    out = output_dir()
+    settings = SearchSettings.from_config(cfg)
+    constraints = Constraints.from_dict(cfg.constraints)
+    if cfg.top_k < 1:
+        raise ConfigError(f"top_k={cfg.top_k} must be at least 1")
+    if cfg.final_split not in ("val", "search"):
+        raise ConfigError(f"final_split={cfg.final_split}: use val or search")
+    eval_settings = EvalSettings.from_dict(cfg.eval)
+    loaded = open_checkpoint(cfg)
+    space, cost = loaded.space, loaded.net.cost
+    check_feasible(space, cost, constraints, seed=settings.seed)  # before loading any data
+
+    fabric = eval_fabric(cfg)
+    dm = loaded.datamodule(cfg.get("data"))
+    evaluator = SubnetEvaluator(
+        loaded.net,
+        dm.search_dataloader(),
+        fabric,
+        cache=eval_settings.cache,
+        max_batches=eval_settings.max_batches,
+    )
+    rank0 = fabric.global_rank == 0
+    wb = WandbSearchLog(cfg, out, enabled=bool(cfg.wandb.enabled) and rank0)
+    progress = Progress(
+        TextColumn("[bold]search[/] gen {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        disable=not rank0,
+    )
+    task = progress.add_task("search", total=settings.generations, best="-")
+    kill_after = cfg.get("fault", {}).get("kill_after_generation")
+
+    def on_generation(gen: int, record: GenerationRecord, new: list[EvaluatedArch]) -> None:
+        wb.generation(gen, record, new)
+        progress.update(task, completed=gen + 1, best=f"{record.best_fitness:.2f}%")
+        if kill_after == gen:
+            kill_self()  # fault injection (tests): the state of `gen` is already on disk
+
+    def fitness(archs: list) -> list[float]:
+        return [100.0 * s.acc1 for s in evaluator.evaluate(archs)]
+
+    search = Search(
+        space,
+        cost,
+        constraints,
+        fitness,
+        settings,
+        state_path=out / "search_state.json",
+        context={
+            "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+            "global_step": loaded.global_step,
+            "data": plain(cfg.get("data")) or {},
+            "max_batches": eval_settings.max_batches,
+        },
+        on_generation=on_generation,
+    )
+    with progress:
+        result = search.run()
+    search_seconds = time.perf_counter() - start
+
+    top = result.top_k(cfg.top_k)
+    final_loader = dm.val_dataloader() if cfg.final_split == "val" else dm.search_dataloader()
+    final = SubnetEvaluator(loaded.net, final_loader, fabric, cache=False).evaluate(
+        [e.arch for e in top]
+    )
+    split = cfg.final_split
+    summary = {
+        "checkpoint": str(cfg.ckpt_path),
+        "space": space.name,
+        "constraints": constraints.to_dict(),
+        "fitness_split": f"search ({len(dm.split_indices()['search'])} held-out train images)",
+        "final_split": split,
+        "best": {
+            **result.best.to_dict(),
+            f"{split}_acc1": final[0].acc1 * 100,
+            f"{split}_acc5": final[0].acc5 * 100,
+        },
+        "final": [
+            {**e.to_dict(), f"{split}_acc1": s.acc1 * 100, f"{split}_acc5": s.acc5 * 100}
+            for e, s in zip(top, final)
+        ],
+        "num_evaluated": len(result.evaluated),
+        "search_seconds": search_seconds,
+        "eval_throughput_arch_images_per_s": evaluator.throughput,
+        "archs_per_second": len(result.evaluated) / max(evaluator.seconds, 1e-9),
+    }
+    if rank0:
+        atomic_write_json(out / "results.json", {**result.to_dict(top_k=cfg.top_k), **summary})
+        atomic_write_text(out / "best_arch.yaml", result.best_arch.to_yaml())
+        png = plot_pareto(
+            result,
+            out / "pareto.png",
+            f"{settings.strategy} on '{space.name}' ({constraints.describe()})",
+        )
+        wb.finish({k: v for k, v in summary.items() if not isinstance(v, list | dict)}, png)
+        print_summary(summary, out)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    best = summary["best"]
+    split = summary["final_split"]
+    lines = [
+        f"{summary['num_evaluated']} archs evaluated in {summary['search_seconds']:.1f}s "
+        f"({summary['archs_per_second']:.2f} archs/s, "
+        f"{summary['eval_throughput_arch_images_per_s']:.0f} arch-images/s)",
+        f"best arch: {format_count(best['params'])} params, {format_count(best['flops'])} MACs, "
+        f"search top-1 {best['fitness']:.2f}%, {split} top-1 {best[f'{split}_acc1']:.2f}%",
+    ]
+    outputs = {
+        "results": out / "results.json",
+        "best arch": out / "best_arch.yaml",
+        "plot": out / "pareto.png",
+    }
+    print_outputs("ovo search finished", outputs, lines)
+
+
+main = hydra_command("search", run)

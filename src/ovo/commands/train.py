@@ -1,0 +1,177 @@
+"""``python -m ovo.train [experiment=NAME] [overrides]``: train a supernet with online distillation.
+
+Composes ``conf/train.yaml``, builds data, module and trainer (each checked before fitting: a
+setting they refuse is one ``ovo: error:`` line), fits, and prints where the checkpoints and
+logs are. Checkpoints carry the training record of :mod:`ovo.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from ovo import hydra_ddp
+from ovo.archspec import parse_one_arch
+from ovo.checkpoint import RecordTraining
+from ovo.commands.base import check_writable, hydra_command, print_outputs
+from ovo.errors import ConfigError
+from ovo.module import OVOModule
+from ovo.settings import plain
+from ovo.space import SearchSpace
+
+
+def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
+    """The LightningModule, with model settings the config leaves null taken from the data."""
+    model = plain(cfg.model)
+    for key in ("img_size", "in_chans", "num_classes"):
+        if model.get(key) is None:
+            model[key] = int(getattr(datamodule, key))
+    return OVOModule(
+        space=plain(cfg.space),
+        model=model,
+        distill=plain(cfg.distill),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler),
+        mixup=plain(cfg.mixup),
+        panel=plain(cfg.panel),
+        label_smoothing=cfg.label_smoothing,
+        seed=cfg.seed,
+        arch_trace_path=cfg.get("arch_trace_path"),
+        fixed_arch=fixed_arch_config(cfg.get("fixed_arch"), plain(cfg.space)),
+    )
+
+
+def fixed_arch_config(spec: Any, space: dict[str, Any]) -> dict[str, Any] | None:
+    """``fixed_arch`` as a plain mapping: any one-arch spec ``ovo.evaluate`` takes (``max``, an
+    arch file such as a search's best_arch.yaml, an inline mapping)."""
+    if spec is None:
+        return None
+    return parse_one_arch(spec, SearchSpace.from_dict(space), "fixed_arch")[1].to_dict()
+
+
+def instantiate_all(node: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a group like ``callbacks`` or ``logger``."""
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:
+    """``lightning.Trainer`` from the ``trainer`` config; a preset this machine cannot run (no
+    GPU, too few devices, an unknown strategy) is a :class:`ConfigError`."""
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, MisconfigurationException | ValueError | RuntimeError):
+            raise ConfigError(
+                f"trainer: {' '.join(str(cause).split())}; pick a trainer preset this machine "
+                "can run (trainer=cpu, trainer=gpu, trainer=ddp) or fix the trainer.* settings"
+            ) from err
+        raise
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        last = Path(output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(
+                f"ckpt_path=last but {last} does not exist: resume by passing the "
+                "old run's directory (hydra.run.dir=...) or a checkpoint path"
+            )
+        return str(last)
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
+    return ckpt_path
+
+
+def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Fit the supernet; returns the final metrics and where the artefacts are."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg, datamodule)
+    output_dir = cfg.paths.output_dir
+    # a checkpoint holds weights + two AdamW moments (fp32); last, best and one being written
+    weights = sum(p.numel() for p in module.parameters()) * 4
+    check_writable(output_dir, need_bytes=3 * 3 * weights)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
+    callbacks.append(RecordTraining(cfg))
+    trainer = build_trainer(cfg, callbacks, loggers)
+    global_batch = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    module.check_optimization(global_batch, int(trainer.max_epochs or 1))
+    for lg in loggers:  # the full composed config makes runs comparable in W&B
+        lg.log_hyperparams(plain(cfg))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.get("test_after_fit"):
+        trainer.test(module, datamodule=datamodule, ckpt_path="best")
+    summary = summarize(trainer, module, output_dir)
+    _finish_wandb()
+    return summary
+
+
+def summarize(trainer: L.Trainer, module: OVOModule, output_dir: str) -> dict[str, Any]:
+    panel = getattr(module, "panel_results", {})
+    ckpt = trainer.checkpoint_callback
+    summary = {
+        "output_dir": str(output_dir),
+        "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
+        "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
+        "panel": panel,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+    }
+    _print_summary(summary)
+    return summary
+
+
+@rank_zero_only
+def _print_summary(summary: dict[str, Any]) -> None:
+    lines = []
+    if summary["panel"]:
+        lines.append("validation panel (inherited weights, top-1 / top-5):")
+        for name, acc in summary["panel"].items():
+            lines.append(f"  {name:12s} {100 * acc['acc1']:6.2f}%  {100 * acc['acc5']:6.2f}%")
+        mean1 = sum(a["acc1"] for a in summary["panel"].values()) / len(summary["panel"])
+        lines.append(f"  {'mean':12s} {100 * mean1:6.2f}%")
+    outputs = {"outputs": summary["output_dir"]}
+    if summary["best_checkpoint"]:
+        outputs["best checkpoint"] = summary["best_checkpoint"]
+    if summary["last_checkpoint"]:
+        outputs["last checkpoint"] = summary["last_checkpoint"]
+    print_outputs("ovo training finished", outputs, lines)
+
+
+def _finish_wandb() -> None:
+    # each multirun job must end its W&B run, or the next job logs into it
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train; returns ``val/mean/acc1`` (what a Hydra sweeper optimises)."""
+    hydra_ddp.install()
+    is_child = os.environ.get("LOCAL_RANK", "0") != "0"  # a DDP rank started by Lightning
+    try:
+        summary = train(cfg)
+    finally:
+        if not is_child:
+            hydra_ddp.reset_between_jobs()
+    return summary["metrics"].get("val/mean/acc1")
+
+
+main = hydra_command("train", run)
