@@ -66,6 +66,19 @@ def run_cli(
     )
 
 
+def _rebind_log_streams() -> None:
+    """Point logging handlers left on a closed stream (an earlier test's captured stderr: e.g.
+    Lightning's own handler is made at first use) at the current ``sys.stderr``."""
+    import logging
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for lg in loggers:
+        for handler in getattr(lg, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            if type(handler) is logging.StreamHandler and getattr(stream, "closed", False):
+                handler.stream = sys.stderr  # not setStream: it flushes the closed stream
+
+
 def run_module(module: str, args: list[str]) -> int:
     """``python -m <module> <args>`` in this process (``runpy``, as the interpreter runs it);
     returns the exit status. Independent of where the command's code lives."""
@@ -73,6 +86,7 @@ def run_module(module: str, args: list[str]) -> int:
 
     from hydra.core.global_hydra import GlobalHydra
 
+    _rebind_log_streams()
     saved, debug = sys.argv, os.environ.pop("HYDRA_FULL_ERROR", None)
     sys.argv = [module, *args]
     code = 0

@@ -21,13 +21,15 @@ from ovo.settings import plain
 from ovo.space import Arch, SearchSpace
 
 
-def parse_arch_spec(spec: Any, space: SearchSpace, seed: int = 0) -> dict[str, Arch]:
-    """Named archs from a spec (see the module docstring)."""
+def parse_arch_spec(
+    spec: Any, space: SearchSpace, seed: int = 0, key: str = "arch"
+) -> dict[str, Arch]:
+    """Named archs from a spec (see the module docstring); errors name the config ``key``."""
     spec = plain(spec)
     if isinstance(spec, list | tuple):
         out: dict[str, Arch] = {}
         for item in spec:
-            out.update(parse_arch_spec(item, space, seed))
+            out.update(parse_arch_spec(item, space, seed, key))
         return out
     if isinstance(spec, dict):
         return {"custom": space.validate(Arch.from_dict(spec))}
@@ -38,18 +40,18 @@ def parse_arch_spec(spec: Any, space: SearchSpace, seed: int = 0) -> dict[str, A
         try:
             n = int(text.split(":", 1)[1])
         except ValueError as err:
-            raise ConfigError(f"arch={text}: use random:N with an integer N") from err
+            raise ConfigError(f"{key}={text}: use random:N with an integer N") from err
         rng = random.Random(f"ovo-eval/{seed}")
         return {f"random{i:03d}": space.sample(rng) for i in range(n)}
     path = Path(text)
     if not path.is_file():
-        raise ConfigError(f"arch={text}: not min, max, random:N or an existing YAML/JSON file")
+        raise ConfigError(f"{key}={text}: not min, max, random:N or an existing YAML/JSON file")
     return {path.stem: space.validate(Arch.from_yaml(path))}
 
 
 def parse_one_arch(spec: Any, space: SearchSpace, key: str = "arch") -> tuple[str, Arch]:
     """The single named arch of a spec that must name exactly one (export, ``fixed_arch``)."""
-    archs = parse_arch_spec(spec, space)
+    archs = parse_arch_spec(spec, space, key=key)
     if len(archs) != 1:
         raise ConfigError(f"{key}={spec} names {len(archs)} archs; give exactly one")
     return next(iter(archs.items()))

@@ -124,9 +124,9 @@ class LoadedSupernet:
     def datamodule(self, overrides: Mapping[str, Any] | None = None) -> Any:
         """The data module the checkpoint was trained with (the same held-out search split),
         with ``overrides`` (e.g. a new ``root``) merged in."""
-        from hydra.utils import instantiate
+        from ovo.data import datamodule_from_config
 
-        return instantiate(self.data_config(overrides), _convert_="all")
+        return datamodule_from_config(self.data_config(overrides))
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -23,6 +23,7 @@ from ovo import hydra_ddp
 from ovo.archspec import parse_one_arch
 from ovo.checkpoint import RecordTraining
 from ovo.commands.base import check_writable, hydra_command, print_outputs
+from ovo.data import datamodule_from_config
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.settings import plain
@@ -99,7 +100,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
 def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fit the supernet; returns the final metrics and where the artefacts are."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = datamodule_from_config(plain(cfg.data))
     module = build_module(cfg, datamodule)
     output_dir = cfg.paths.output_dir
     # a checkpoint holds weights + two AdamW moments (fp32); last, best and one being written

@@ -9,6 +9,7 @@ from ovo.data.base import (
     DEFAULT_DATA_DIR,
     SEARCH_SPLIT_SEED,
     ImageClassificationDataModule,
+    datamodule_from_config,
     split_search,
 )
 from ovo.data.catalog import (
@@ -47,6 +48,7 @@ __all__ = [
     "TrainSampler",
     "build_eval_transform",
     "build_train_transform",
+    "datamodule_from_config",
     "mix_seed",
     "mix_seeds",
     "seeded_rngs",

@@ -246,3 +246,23 @@ class ImageClassificationDataModule(L.LightningDataModule):
                 "data.search_per_class (e.g. 100) for training and search alike"
             )
         return self._eval_loader("search")
+
+
+def datamodule_from_config(config: Mapping[str, Any]) -> ImageClassificationDataModule:
+    """The data module a data config describes (``_target_`` + constructor arguments); a key
+    its class does not take is a :class:`ConfigError` naming it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            key = str(cause).rsplit("argument", 1)[-1].strip(" '\"")
+            target = str(config.get("_target_", "the data module")).rsplit(".", 1)[-1]
+            raise ConfigError(
+                f"unknown setting data.{key}: {target} does not take it; drop it or pick the "
+                "data config that has it"
+            ) from err
+        raise

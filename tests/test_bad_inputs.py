@@ -1,0 +1,131 @@
+"""A table of mistakes a user can make, per command: each ends in exactly one ``ovo: error:`` line
+and exit status 2, with no traceback, and writes or damages nothing (checkpoints, search state,
+results, exported models). Commands run in-process exactly as ``python -m ovo.<command>``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import FAST, run_module
+
+FIX = Path(__file__).parent / "fixtures" / "pre_refactor_465a06b"
+GPU_PRESET = "trainer=gpu"  # this test machine has no GPU
+
+TRAIN_CASES = {
+    "patch size that does not divide the image": (["model.patch_size=5"], "model.patch_size=5"),
+    "negative learning rate": (["optimizer.lr=-1"], "optimizer: Invalid learning rate"),
+    "unknown optimizer": (["optimizer.opt=adamz"], "optimizer:"),
+    "unknown schedule": (["scheduler.sched=cosinus"], "scheduler:"),
+    "malformed arch YAML": (["distill=none", "fixed_arch={bad_yaml}"], "is not valid YAML"),
+    "arch file missing": (["distill=none", "fixed_arch=nope.yaml"], "fixed_arch"),
+    "trainer preset this machine cannot run": ([GPU_PRESET], "trainer:"),
+    "distill alpha out of range": (["distill.alpha=2"], "distill.alpha=2.0 must be in [0, 1]"),
+    "distill loss unknown": (["distill.loss=mse"], "distill.loss='mse'"),
+    "pooling unknown": (["model.global_pool=max"], "model.global_pool='max'"),
+    "wrong type": (["model.drop_path_rate=lots"], "model.drop_path_rate='lots'"),
+    "batch size zero": (["data.batch_size=0"], "data.batch_size must be >= 1"),
+    "aug key unknown": (["+data.aug.flip=0.5"], "unknown setting data.aug.flip"),
+    "resume without a checkpoint": (["ckpt_path=last"], "ckpt_path=last"),
+}
+CKPT_CASES = {
+    "search": {
+        "population zero": (["population=0"], "population=0 must be at least 1"),
+        "unknown strategy": (["strategy=annealing"], "strategy='annealing'"),
+        "budget not a count": (["constraints.params_max=lots"], "is not a count"),
+        "impossible budget": (["constraints.params_max=10"], "widen the budget"),
+        "top_k zero": (["top_k=0"], "top_k=0"),
+        "eval on a missing GPU": (["eval.accelerator=gpu"], "eval.accelerator=gpu"),
+        "data setting the data module does not take": (["data.foo=1"], "data.foo"),
+        "bad data value": (["data.batch_size=0"], "data.batch_size must be >= 1"),
+        "checkpoint missing": (["ckpt_path=/nonexistent.ckpt"], "does not exist"),
+        "checkpoint of another space": (["+space=tiny"], "trained on space 'micro'"),
+    },
+    "evaluate": {
+        "unknown split": (["split=test"], "split=test: use val or search"),
+        "random without a count": (["arch=random:x"], "random:N"),
+        "malformed arch YAML": (["arch={bad_yaml}"], "is not valid YAML"),
+        "arch outside the space": (["arch={big_arch}"], "not in space 'micro'"),
+        "max_batches zero": (["eval.max_batches=0"], "eval.max_batches=0"),
+        "data setting the data module does not take": (["data.rooot=/x"], "data.rooot"),
+    },
+    "export": {
+        "two archs for one export": (["arch=[min,max]"], "names 2 archs"),
+        "malformed arch YAML": (["arch={bad_yaml}"], "is not valid YAML"),
+        "verify batch zero": (["verify_batch=0"], "verify_batch=0"),
+        "not a checkpoint": (["ckpt_path={not_a_ckpt}"], "is not a readable checkpoint"),
+    },
+}
+
+
+@pytest.fixture()
+def files(tmp_path):
+    bad = tmp_path / "bad_arch.yaml"
+    bad.write_text("embed_dim: [16\nnum_heads: {")
+    big = tmp_path / "big_arch.yaml"
+    big.write_text("embed_dim: 64\ndepth: 1\nnum_heads: [1]\nmlp_ratio: [1.0]\n")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    ckpt = tmp_path / "trained" / "last.ckpt"
+    ckpt.parent.mkdir()
+    shutil.copyfile(FIX / "last.ckpt", ckpt)
+    return {"bad_yaml": bad, "big_arch": big, "not_a_ckpt": junk, "ckpt": ckpt}
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but Hydra's own records of the run (``.hydra/``, ``*.log``)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"
+    }
+
+
+def _one_error_line(code: int, err: str, needle: str) -> None:
+    assert code == 2, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("ovo: error:")]
+    assert len(lines) == 1, err[-3000:]
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_CASES))
+def test_train_mistakes(case, files, tmp_path, capsys):
+    overrides, needle = TRAIN_CASES[case]
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "keep.ckpt").write_bytes(b"an earlier run's checkpoint")
+    before = _snapshot(run_dir)
+    args = [a.format(**files) for a in overrides]
+    code = run_module("ovo.train", [*FAST, *args, f"hydra.run.dir={run_dir}"])
+    _one_error_line(code, capsys.readouterr().err, needle)
+    assert _snapshot(run_dir) == before  # nothing written, nothing changed
+
+
+@pytest.mark.parametrize(
+    "command,case", [(c, k) for c, cases in CKPT_CASES.items() for k in sorted(cases)]
+)
+def test_checkpoint_command_mistakes(command, case, files, tmp_path, capsys):
+    overrides, needle = CKPT_CASES[command][case]
+    out = tmp_path / "out"
+    (out / "search" / "s").mkdir(parents=True)
+    (out / "search" / "s" / "search_state.json").write_text('{"an earlier": "state"}')
+    (out / "model").mkdir()
+    (out / "model" / "model.safetensors").write_bytes(b"an earlier export")
+    before = _snapshot(tmp_path)
+    args = (
+        [] if any(a.startswith("ckpt_path=") for a in overrides) else [f"ckpt_path={files['ckpt']}"]
+    )
+    if command == "search":
+        args += [f"paths.log_dir={out}", "name=s", "wandb.enabled=false", "population=4"]
+        args += ["parents=2", "mutations=1", "crossovers=1", "generations=1"]
+    elif command == "export":
+        args += ["arch=max", f"out_dir={out}/model", f"hydra.run.dir={out}/export"]
+    else:
+        args += [f"hydra.run.dir={out}/evaluate"]
+    args += [a.format(**files) for a in overrides]
+    code = run_module(f"ovo.{command}", args)
+    _one_error_line(code, capsys.readouterr().err, needle)
+    assert _snapshot(tmp_path) == before
