@@ -44,7 +44,7 @@ CKPT_CASES = {
         "checkpoint of another space": (["+space=tiny"], "trained on space 'micro'"),
     },
     "evaluate": {
-        "unknown split": (["split=test"], "split=test: use val or search"),
+        "unknown split": (["split=train"], "split=train: use val, test or search"),
         "random without a count": (["arch=random:x"], "random:N"),
         "malformed arch YAML": (["arch={bad_yaml}"], "is not valid YAML"),
         "arch outside the space": (["arch={big_arch}"], "not in space 'micro'"),

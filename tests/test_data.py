@@ -147,10 +147,43 @@ def test_train_loader_drops_the_last_partial_batch():
 # ---- splits -------------------------------------------------------------------------------------
 def test_digits_has_all_1797_images_and_a_stratified_val_split(digits):
     idx = digits.split_indices()
-    assert sum(len(v) for v in idx.values()) == 1797
+    assert sum(len(idx[k]) for k in ("train", "search", "val")) == 1797
+    assert np.array_equal(idx["val"], idx["test"])  # no carved val split: val is the test split
     assert len(idx["val"]) == 360 and len(idx["search"]) == 50
     targets = digits.train_dataset.source.targets
     assert np.bincount(targets[idx["val"]], minlength=10).min() >= 34  # ~20% of each class
+
+
+@pytest.mark.parametrize("make", ["digits", "folder", "cifar100"])
+def test_carved_val_split_is_balanced_disjoint_and_stable(make, folder_root, cifar100_root):
+    def build(seed, val=2):
+        search = 1 if make == "cifar100" else 3  # the generated CIFAR-100 has 4 per class
+        kw = dict(search_per_class=search, val_per_class=val, seed=seed)
+        if make == "digits":
+            return DigitsDataModule(**kw)
+        if make == "folder":
+            return small_folder_dm(folder_root, **kw)
+        return CIFAR100DataModule(cifar100_root, **kw)
+
+    dm, plain = build(seed=0), build(seed=0, val=0)
+    idx, before = dm.split_indices(), plain.split_indices()
+    ids = {split: set(dm.sample_ids(split)) for split in ("train", "search", "val", "test")}
+    assert not ids["val"] & (ids["train"] | ids["search"] | ids["test"])
+    assert ids["val"] | ids["train"] == set(plain.sample_ids("train"))  # carved from train
+    assert np.array_equal(idx["search"], before["search"])  # the search split is unchanged
+    assert np.array_equal(idx["test"], before["val"])  # the dataset's own val images: test
+    targets = dm.train_dataset.source.targets
+    counts = np.bincount(targets[idx["val"]], minlength=dm.num_classes)
+    assert counts.tolist() == [2] * dm.num_classes
+    assert np.array_equal(build(seed=5).split_indices()["val"], idx["val"])  # not the run's seed
+    assert len(dm.val_dataloader().dataset) == 2 * dm.num_classes
+    x, _ = next(iter(dm.val_dataloader()))
+    assert x.shape[-1] == dm.img_size
+
+
+def test_val_per_class_too_large_names_the_setting():
+    with pytest.raises(DataError, match="val_per_class=300 .* at most"):
+        DigitsDataModule(val_per_class=300).setup()
 
 
 @pytest.mark.parametrize("make", ["digits", "folder", "cifar100"])
@@ -168,7 +201,7 @@ def test_search_split_disjoint_per_class_and_stable(make, folder_root, cifar100_
     assert not set(ids["train"]) & set(ids["search"])
     assert not set(ids["val"]) & (set(ids["train"]) | set(ids["search"]))
     idx = dm.split_indices()
-    per_class = np.bincount(dm.search_dataset.source.targets[idx["search"]])
+    per_class = np.bincount(dm.dataset("search").source.targets[idx["search"]])
     assert per_class.tolist() == [dm.search_per_class] * dm.num_classes
     # Identical in a second construction, also with another training seed (the search run).
     other = build(seed=123).split_indices()
@@ -335,7 +368,7 @@ def test_cifar100_uses_fine_labels_and_names(cifar100_root):
     dm = CIFAR100DataModule(cifar100_root)
     dm.setup()
     assert dm.classes[:2] == ["fine_00", "fine_01"] and len(dm.classes) == 100
-    assert len(dm.train_dataset) == 400 and len(dm.val_dataset) == 200
+    assert len(dm.dataset("train")) == 400 and len(dm.dataset("val")) == 200
     assert np.bincount(dm.train_dataset.source.targets).tolist() == [4] * 100
 
 
@@ -368,7 +401,7 @@ def test_full_real_cifar10_jpeg_folder(tmp_path):
     )
     idx = dm.split_indices()
     assert [len(idx[s]) for s in ("train", "search", "val")] == [49000, 1000, 10000]
-    assert np.bincount(dm.val_dataset.source.targets).tolist() == [1000] * 10
+    assert np.bincount(dm.dataset("val").source.targets).tolist() == [1000] * 10
     x, _ = first_batch(dm.train_dataloader())
     assert x.shape == (64, 3, 32, 32)
 

@@ -30,6 +30,10 @@ from ovo.evaluation import EvalSettings, SubnetEvaluator
 from ovo.space import Arch
 from ovo.supernet import SuperViT
 
+# val: the validation split (carved from train with data.val_per_class, else the dataset's
+# val/test images); test: the dataset's val/test images; search: the search's fitness split
+EVAL_SPLITS = ("val", "test", "search")
+
 
 @torch.inference_mode()
 def inference_throughput(
@@ -53,8 +57,8 @@ def inference_throughput(
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    if cfg.split not in ("val", "search"):
-        raise ConfigError(f"split={cfg.split}: use val or search")
+    if cfg.split not in EVAL_SPLITS:
+        raise ConfigError(f"split={cfg.split}: use val, test or search")
     if cfg.throughput_batch < 1:
         raise ConfigError(f"throughput_batch={cfg.throughput_batch} must be at least 1")
     eval_settings = EvalSettings.from_dict(cfg.eval)
@@ -62,7 +66,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     archs = parse_arch_spec(cfg.arch, loaded.space, cfg.seed)
     dm = loaded.datamodule(cfg.get("data"))
     fabric = eval_fabric(cfg)
-    loader = dm.val_dataloader() if cfg.split == "val" else dm.search_dataloader()
+    loader = dm.eval_dataloader(cfg.split)
     evaluator = SubnetEvaluator(
         loaded.net, loader, fabric, cache=eval_settings.cache, max_batches=eval_settings.max_batches
     )

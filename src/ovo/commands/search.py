@@ -84,8 +84,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     constraints = Constraints.from_dict(cfg.constraints)
     if cfg.top_k < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be at least 1")
-    if cfg.final_split not in ("val", "search"):
-        raise ConfigError(f"final_split={cfg.final_split}: use val or search")
+    if cfg.final_split not in ("val", "test", "search"):
+        raise ConfigError(f"final_split={cfg.final_split}: use val, test or search")
     eval_settings = EvalSettings.from_dict(cfg.eval)
     loaded = open_checkpoint(cfg)
     space, cost = loaded.space, loaded.net.cost
@@ -141,7 +141,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     search_seconds = time.perf_counter() - start
 
     top = result.top_k(cfg.top_k)
-    final_loader = dm.val_dataloader() if cfg.final_split == "val" else dm.search_dataloader()
+    final_loader = dm.eval_dataloader(cfg.final_split)
     final = SubnetEvaluator(loaded.net, final_loader, fabric, cache=False).evaluate(
         [e.arch for e in top]
     )

@@ -31,21 +31,29 @@ from ovo.data.transforms import AugConfig, build_eval_transform, build_train_tra
 from ovo.errors import ConfigError, DataError
 
 DEFAULT_DATA_DIR = "~/.cache/ovo-data"
-# The search split's seed. A constant, never the run's seed: training and search must agree.
+# The held-out splits' seeds. Constants, never the run's seed: training, search and evaluation
+# must agree on them.
 SEARCH_SPLIT_SEED = 0x5EA2C4
+VAL_SPLIT_SEED = 0x7A1_5E7
+SPLITS = ("train", "search", "val", "test")
 
 
-def split_search(
+def split_held_out(
     targets: np.ndarray,
     pool: np.ndarray,
     per_class: int,
     num_classes: int,
     class_names: Sequence[str] | None = None,
+    *,
+    salt: int = SEARCH_SPLIT_SEED,
+    key: str = "search_per_class",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``pool`` (indices into ``targets``) into (train, search): ``per_class`` of each class.
+    """Split ``pool`` (indices into ``targets``) into (rest, held out): ``per_class`` of each
+    class held out.
 
-    Class ``c`` draws with the seed ``(SEARCH_SPLIT_SEED, c)``, so the choice is stable across
-    runs and seeds, and nested: a larger ``per_class`` keeps the smaller one's images.
+    Class ``c`` draws with the seed ``(salt, c)``, so the choice is stable across runs and seeds,
+    and nested: a larger ``per_class`` keeps the smaller one's images. ``key`` names the setting
+    in errors.
     """
     pool = np.sort(np.asarray(pool, dtype=np.int64))
     if per_class <= 0:
@@ -57,14 +65,25 @@ def split_search(
         if len(members) <= per_class:
             name = class_names[c] if class_names is not None else str(c)
             raise DataError(
-                f"class '{name}' has {len(members)} training images, but search_per_class="
-                f"{per_class} holds out {per_class} for the search and must leave some for "
-                f"training; set data.search_per_class to at most {max(len(members) - 1, 0)}"
+                f"class '{name}' has {len(members)} training images left, but {key}="
+                f"{per_class} holds out {per_class} and must leave some for training; set "
+                f"data.{key} to at most {max(len(members) - 1, 0)}"
             )
-        rng = np.random.default_rng(mix_seed(SEARCH_SPLIT_SEED, c))
+        rng = np.random.default_rng(mix_seed(salt, c))
         chosen.append(members[rng.permutation(len(members))[:per_class]])
-    search = np.sort(np.concatenate(chosen))
-    return np.setdiff1d(pool, search, assume_unique=True), search
+    held = np.sort(np.concatenate(chosen))
+    return np.setdiff1d(pool, held, assume_unique=True), held
+
+
+def split_search(
+    targets: np.ndarray,
+    pool: np.ndarray,
+    per_class: int,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, search): the search split held out of ``pool`` (see :func:`split_held_out`)."""
+    return split_held_out(targets, pool, per_class, num_classes, class_names)
 
 
 def check_positive(name: str, value: int, minimum: int = 1) -> int:
@@ -84,6 +103,10 @@ class ImageClassificationDataModule(L.LightningDataModule):
         img_size: side of the square model input.
         seed: shuffling and augmentation seed (not the search split's, see module docstring).
         search_per_class: images per class held out of the train split for the search (0 = none).
+        val_per_class: images per class held out of the train split (disjoint from the search
+            split) as the validation split; the dataset's own val/test images then form the
+            ``test`` split, scored once for reported numbers. 0 = no carved split: ``val`` is the
+            dataset's val/test images (as before this option existed).
         aug: augmentation options (:class:`~ovo.data.transforms.AugConfig` keys) over the
             subclass' defaults ``default_aug``.
         pin_memory, persistent_workers: passed to the DataLoaders (the latter only with workers).
@@ -109,6 +132,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
         img_size: int = 32,
         seed: int = 0,
         search_per_class: int = 0,
+        val_per_class: int = 0,
         aug: Mapping[str, Any] | None = None,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -123,11 +147,13 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self.img_size = check_positive("img_size", img_size)
         self.seed = int(seed)
         self.search_per_class = check_positive("search_per_class", search_per_class, 0)
+        self.val_per_class = check_positive("val_per_class", val_per_class, 0)
         self.aug = AugConfig.resolve(self.default_aug, aug)
         self.pin_memory, self.persistent_workers = bool(pin_memory), bool(persistent_workers)
         self.classes: list[str] | None = None
         self._indices: dict[str, np.ndarray] | None = None
         self._sources: dict[str, Source] = {}
+        self._datasets: dict[str, SeededDataset] = {}
 
     def _set_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
@@ -158,17 +184,42 @@ class ImageClassificationDataModule(L.LightningDataModule):
         """Load labels, make the splits and the datasets (idempotent; every stage gets all)."""
         if self._indices is not None:
             return
-        train_src, val_src, train_pool, val_pool = self._load_sources()
-        train_idx, search_idx = split_search(
-            train_src.targets, train_pool, self.search_per_class, self.num_classes, self.classes
+        train_src, test_src, train_pool, test_pool = self._load_sources()
+        targets, k, names = train_src.targets, self.num_classes, self.classes
+        train_idx, search_idx = split_search(targets, train_pool, self.search_per_class, k, names)
+        train_idx, val_idx = split_held_out(
+            targets,
+            train_idx,
+            self.val_per_class,
+            k,
+            names,
+            salt=VAL_SPLIT_SEED,
+            key="val_per_class",
         )
+        test_idx = np.sort(test_pool)
+        carved = self.val_per_class > 0
+        self._indices = {
+            "train": train_idx,
+            "search": search_idx,
+            "val": val_idx if carved else test_idx,
+            "test": test_idx,
+        }
+        self._sources = {
+            "train": train_src,
+            "search": train_src,
+            "val": train_src if carved else test_src,
+            "test": test_src,
+        }
         train_tf, eval_tf = self.build_transforms()
-        skip = self.skip_corrupt
-        self.train_dataset = SeededDataset(train_src, train_tf, train_idx, skip)
-        self.search_dataset = SeededDataset(train_src, eval_tf, search_idx, skip)
-        self.val_dataset = SeededDataset(val_src, eval_tf, np.sort(val_pool), skip)
-        self._sources = {"train": train_src, "search": train_src, "val": val_src}
-        self._indices = {"train": train_idx, "search": search_idx, "val": np.sort(val_pool)}
+        self._datasets = {
+            split: SeededDataset(
+                self._sources[split],
+                train_tf if split == "train" else eval_tf,
+                self._indices[split],
+                self.skip_corrupt,
+            )
+            for split in SPLITS
+        }
 
     def _ensure_setup(self) -> dict[str, np.ndarray]:
         # Dataloaders work without a trainer (the search, notebooks): set up on first use.
@@ -178,7 +229,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
         return self._indices
 
     def split_indices(self) -> dict[str, np.ndarray]:
-        """Indices of ``train``, ``search`` (both into the train source) and ``val``."""
+        """Indices of every split (``train``, ``search`` and a carved ``val`` into the train
+        source; ``test``, and ``val`` when not carved, into the dataset's val/test source)."""
         return {k: v.copy() for k, v in self._ensure_setup().items()}
 
     def sample_ids(self, split: str) -> list[str]:
@@ -225,18 +277,37 @@ class ImageClassificationDataModule(L.LightningDataModule):
             )
         return self._loader(self.train_dataset, sampler, self.batch_size, drop_last=True)
 
+    @property
+    def train_dataset(self) -> SeededDataset:
+        return self.dataset("train")
+
+    def dataset(self, split: str) -> SeededDataset:
+        """The dataset of ``split`` (train: augmented; the others: the eval transform)."""
+        self._ensure_setup()
+        return self._datasets[split]
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """The in-order, sharded, un-augmented loader of ``split``: val, test or search."""
+        if split == "search":
+            return self.search_dataloader()
+        if split not in ("val", "test"):
+            raise ConfigError(f"split={split}: use val, test or search")
+        return self._eval_loader(split)
+
     def _eval_loader(self, split: str) -> DataLoader:
         indices = self._ensure_setup()[split]
-        dataset = self.search_dataset if split == "search" else self.val_dataset
         return self._loader(
-            dataset, EvalSampler(indices, *self.world_rank()), self.eval_batch_size, False
+            self._datasets[split],
+            EvalSampler(indices, *self.world_rank()),
+            self.eval_batch_size,
+            False,
         )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        return self._eval_loader("test")
 
     def search_dataloader(self) -> DataLoader:
         """The held-out search split with the eval transform (for the search's fitness)."""
