@@ -629,3 +629,25 @@ def test_real_ddp_shards_by_trainer_rank_and_sets_epochs(tmp_path):
         shards = [{i for i, _ in r["keys"]} for r in runs]
         assert not shards[0] & shards[1] and len(shards[0] | shards[1]) == 50
         assert [r["val"] for r in runs] == [list(range(0, 11, 2)), list(range(1, 11, 2))]
+
+
+def test_cache_decoded_gives_the_same_batches_and_reads_each_file_once(folder_root, monkeypatch):
+    import PIL.Image
+
+    opened = []
+    real_open = PIL.Image.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("ovo.data.sources.Image.open", counting_open)
+    plain = small_folder_dm(folder_root, batch_size=4)
+    cached = small_folder_dm(folder_root, batch_size=4, cache_decoded=True)
+    for epoch in range(2):
+        a = list(plain.train_dataloader())
+        opened.clear()
+        b = list(cached.train_dataloader())
+        assert len(a) == len(b) and all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+        # the first pass decodes each image it serves once, the second none
+        assert len(opened) == len(set(opened)) > 0 if epoch == 0 else not opened

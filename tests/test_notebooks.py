@@ -9,6 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 from ovo.commands import demo
+from ovo.commands.base import hydra_value
 
 from helpers import REPO, run_cli
 
@@ -118,9 +119,9 @@ def test_demo_runs_the_four_commands_and_stops_at_a_failed_stage(tmp_path, monke
 def test_paths_reach_hydra_unchanged(path):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    (override,) = OverridesParser.create().parse_overrides([f"k={demo.hydra_value(path)}"])
+    (override,) = OverridesParser.create().parse_overrides([f"k={hydra_value(path)}"])
     assert override.value() == path
-    arch = f"[min,{demo.hydra_value(path)}]"
+    arch = f"[min,{hydra_value(path)}]"
     (override,) = OverridesParser.create().parse_overrides([f"arch={arch}"])
     assert override.value() == ["min", path]
 

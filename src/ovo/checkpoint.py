@@ -19,6 +19,7 @@ the file runs). What ovo reads from it:
 
 from __future__ import annotations
 
+import copy
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -107,6 +108,34 @@ class LoadedSupernet:
     def recipe(self) -> dict[str, Any] | None:
         """:func:`training_recipe` of the run (format 2 on), else ``None``."""
         return self.record["recipe"] if self.record else None
+
+    def rerun_config(self, output_dir: str | Path) -> dict[str, Any]:
+        """The recorded training config made to run again into ``output_dir``: every value that
+        pointed into the original run's directory (checkpoints, logs) is moved under
+        ``output_dir``, and nothing is resumed (``ckpt_path``, ``init_from``, traces cleared).
+        ``ovo.rank`` trains standalone subnets from it."""
+        if self.record is None:
+            raise CheckpointError(
+                f"{self.path} predates ovo's training record (checkpoint format 1): it does not "
+                "say its training recipe; retrain it with this ovo, or train subnets yourself "
+                "with python -m ovo.train fixed_arch=..."
+            )
+        config = copy.deepcopy(self.record["config"])
+        old = str(config.get("paths", {}).get("output_dir") or "\0")
+        new = str(output_dir)
+
+        def rebase(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: rebase(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [rebase(v) for v in node]
+            if isinstance(node, str) and (node == old or node.startswith(old + "/")):
+                return new + node[len(old) :]
+            return node
+
+        config = rebase(config)
+        config.update(ckpt_path=None, init_from=None, arch_trace_path=None)
+        return config
 
     def data_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The data config the supernet was trained with, ``overrides`` merged in."""

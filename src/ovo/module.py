@@ -149,6 +149,36 @@ class OVOModule(L.LightningModule):
         )
         self._step_start: float | None = None
 
+    def load_inherited_weights(self, source: Any) -> None:
+        """Start from a trained supernet's weights (``init_from``; ``source`` is a
+        :class:`~ovo.checkpoint.LoadedSupernet`). With ``fixed_arch`` the subnet then starts from
+        exactly the weights ``ovo.export`` writes for it: a finetune of the inherited subnet."""
+        src_space, src_cfg = source.space, source.cfg
+        if self.fixed_arch is not None and self.fixed_arch not in src_space:
+            raise ConfigError(
+                f"fixed_arch {self.fixed_arch.short()} is not in the space '{src_space.name}' of "
+                f"init_from={source.path}, so that supernet holds no weights for it"
+            )
+        if src_space != self.space:
+            raise ConfigError(
+                f"init_from={source.path} was trained on space '{src_space.name}' "
+                f"{src_space.to_dict()}, this run on space '{self.space.name}' "
+                f"{self.space.to_dict()}; train with the checkpoint's space (e.g. "
+                f"space={src_space.name})"
+            )
+        shape_keys = ("img_size", "patch_size", "in_chans", "num_classes", "global_pool")
+        diffs = [
+            f"model.{k}: {getattr(src_cfg, k)} there, {getattr(self.vit_cfg, k)} here"
+            for k in shape_keys
+            if getattr(src_cfg, k) != getattr(self.vit_cfg, k)
+        ]
+        if diffs:
+            raise ConfigError(
+                f"init_from={source.path} has other model settings ({'; '.join(diffs)}); "
+                "set them as the checkpoint has them"
+            )
+        self.net.load_state_dict(source.net.state_dict())
+
     # ---- forward -------------------------------------------------------------------------
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         return self.net(x, arch)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +51,19 @@ def open_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
             arg = f"++{arg}"
         out.append(arg)
     return out
+
+
+_PLAIN = re.compile(r"[\w./:~+-]+")  # Hydra override values that need no quoting
+
+
+def hydra_value(value: object) -> str:
+    """``value`` as a Hydra override value: paths with spaces or commas get quoted."""
+    text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    # Hydra keeps backslashes literal except those before a quote or the closing quote
+    escaped = re.sub(r"(\\*)('|$)", lambda m: 2 * m[1] + ("\\'" if m[2] else ""), text)
+    return f"'{escaped}'"
 
 
 def debug_mode() -> bool:

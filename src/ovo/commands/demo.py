@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -32,11 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ovo.commands.base import print_outputs
+from ovo.commands.base import hydra_value, print_outputs
 
 DEMO_NAME = "demo"  # the search's run name: <out>/search/demo
 STAGE_DIRS = ("train", f"search/{DEMO_NAME}", "evaluate", "export", "model")
-_PLAIN = re.compile(r"[\w./:~+-]+")  # Hydra override values that need no quoting
 
 
 class StageFailed(RuntimeError):
@@ -86,16 +84,6 @@ def find_demo(out: str | Path | None = None) -> Layout:
         f"no finished demo in {' or '.join(str(c) for c in candidates)}: run `make demo` "
         "(python -m ovo.demo) first, or point OVO_DEMO_DIR at its --out directory"
     )
-
-
-def hydra_value(value: object) -> str:
-    """``value`` as a Hydra override value: paths with spaces or commas get quoted."""
-    text = str(value)
-    if _PLAIN.fullmatch(text):
-        return text
-    # Hydra keeps backslashes literal except those before a quote or the closing quote
-    escaped = re.sub(r"(\\*)('|$)", lambda m: 2 * m[1] + ("\\'" if m[2] else ""), text)
-    return f"'{escaped}'"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from ovo import hydra_ddp
 from ovo.archspec import parse_one_arch
-from ovo.checkpoint import RecordTraining
+from ovo.checkpoint import RecordTraining, load_supernet
 from ovo.commands.base import check_writable, hydra_command, print_outputs
 from ovo.data import datamodule_from_config
 from ovo.errors import ConfigError
@@ -97,8 +97,9 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     return ckpt_path
 
 
-def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Fit the supernet; returns the final metrics and where the artefacts are."""
+def prepare(cfg: DictConfig) -> tuple[Any, OVOModule, str | None]:
+    """Data module, LightningModule (with ``init_from`` weights unless resuming) and the
+    checkpoint to resume from, all checked before any training starts."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = datamodule_from_config(plain(cfg.data))
     module = build_module(cfg, datamodule)
@@ -107,6 +108,15 @@ def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str
     weights = sum(p.numel() for p in module.parameters()) * 4
     check_writable(output_dir, need_bytes=3 * 3 * weights)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    if cfg.get("init_from") and ckpt_path is None:  # a resumed run has its own weights
+        module.load_inherited_weights(load_supernet(cfg.init_from))
+    return datamodule, module, ckpt_path
+
+
+def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Fit the supernet; returns the final metrics and where the artefacts are."""
+    datamodule, module, ckpt_path = prepare(cfg)
+    output_dir = cfg.paths.output_dir
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
     callbacks.append(RecordTraining(cfg))

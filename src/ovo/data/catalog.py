@@ -243,6 +243,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
         std: Sequence[float] = IMAGENET_DEFAULT_STD,
         skip_corrupt: bool = False,
+        cache_decoded: bool = False,
         img_size: int = 224,
         **kwargs: Any,
     ) -> None:
@@ -256,6 +257,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.in_chans = _fixed("in_chans", "an image folder", in_chans, (1, 3))
         self._set_stats(mean, std)
         self._skip_corrupt = bool(skip_corrupt)
+        self.cache_decoded = bool(cache_decoded)
         self.expected_num_classes = num_classes
         if num_classes is not None:
             self.num_classes = check_positive("num_classes", num_classes)
@@ -314,8 +316,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             )
         mode = "RGB" if self.in_chans == 3 else "L"
         train_dir = self.root / self.train_split
-        train = FolderSource(str(train_dir), scan_split(train_dir, class_to_idx), mode)
-        val = FolderSource(str(val_dir), scan_split(val_dir, class_to_idx), mode)
+        cache = self.cache_decoded
+        train = FolderSource(str(train_dir), scan_split(train_dir, class_to_idx), mode, cache)
+        val = FolderSource(str(val_dir), scan_split(val_dir, class_to_idx), mode, cache)
         if len(val) == 0:
             raise DataError(f"{val_dir} has no class folders; expected {self._layout()}")
         return train, val, np.arange(len(train)), np.arange(len(val))
