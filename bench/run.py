@@ -4,11 +4,16 @@ Every ratio compares two measurements taken interleaved in the same process (A, 
 after warm-up, as medians of several repeats, so machine noise cancels instead of moving the
 target. Prints one table and writes ``bench/results/bench.json``.
 
-    make bench                         # full run (CPU: ~13 min on 2 cores; GPU: bf16, CUDA timing)
+    make bench                         # full run (CPU: ~25 min on 2 cores; GPU: bf16, CUDA timing)
     python bench/run.py --quick        # one tiny repeat of every row (the smoke test)
     python bench/run.py --only 32px    # settings whose name contains "32px"
     python bench/run.py --profile min --only 32px   # torch.profiler: supernet vs static ops
     python bench/run.py --measures memory           # only the peak-memory rows
+    python bench/run.py --measures compile ddp      # only the compile / DDP rows
+
+Settings: on a GPU batch 128 at 224px and 256 at 32px (bf16); on a CPU 16 and 64 (fp32).
+Archs: the tiny space's min, mid and max subnets and the released AutoFormer-T
+(``conf/subnets/autoformer_ti.yaml``).
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ from torch import nn
 from ovo.distill import DistillConfig, kd_loss, label_loss
 from ovo.evaluation import EvalSettings, SubnetEvaluator, make_fabric
 from ovo.export import export_subnet
+from ovo.paths import conf_dir
 from ovo.space import Arch, SearchSpace, load_space
 from ovo.supernet import SuperViT, ViTConfig
+from ovo.supernet.grads import SliceGrads
+
+MEASURES = ("speed", "memory", "compile", "ddp", "proxy")
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 
@@ -63,12 +72,29 @@ class Setting:
     batch: int
 
 
-def settings(quick: bool) -> list[Setting]:
+def settings(quick: bool, device_type: str = "cpu") -> list[Setting]:
+    """GPU-realistic batches on a GPU (128 at 224px, 256 at 32px), CPU-sized ones on a CPU."""
     small = ViTConfig(img_size=32, patch_size=4, num_classes=100, drop_path_rate=0.0)
     large = ViTConfig(img_size=224, patch_size=16, num_classes=1000, drop_path_rate=0.0)
     if quick:
         return [Setting("32px/p4/b4", small, 4)]
+    if device_type == "cuda":
+        return [Setting("32px/p4/b256", small, 256), Setting("224px/p16/b128", large, 128)]
     return [Setting("32px/p4/b64", small, 64), Setting("224px/p16/b16", large, 16)]
+
+
+def autoformer_t() -> Arch:
+    """The released AutoFormer-T subnet (its 3.0 MLP ratios fit the tiny supernet's weights)."""
+    return Arch.from_yaml(conf_dir() / "subnets" / "autoformer_ti.yaml")
+
+
+def bench_archs(space: SearchSpace) -> list[tuple[str, Arch]]:
+    return [
+        ("min", space.min_arch),
+        ("mid", mid_arch(space)),
+        ("max", space.max_arch),
+        ("AutoFormer-T", autoformer_t()),
+    ]
 
 
 def sync(device: torch.device) -> None:
@@ -107,12 +133,32 @@ def mid_arch(space: SearchSpace) -> Arch:
 
 
 # ---- step functions (built by factories so every closure binds its own objects) -------------
-def fwd_bwd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, amp) -> Callable:
+def fwd_bwd(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    amp,
+    zero: Callable[[], None] | None = None,
+) -> Callable:
+    """Forward + backward, the gradients cleared first (``zero``) as a training step does."""
+
     def step() -> None:
+        if zero is not None:
+            zero()
         with amp():
             model(x).float().sum().backward()
 
     return step
+
+
+def supernet_zero(net: SuperViT) -> Callable[[], None]:
+    """How a training step clears the supernet's gradients: its SliceGrads buffers (only what
+    was written), attached here once."""
+    grads = SliceGrads(net.parameters())
+    return grads.zero_
+
+
+def static_zero(model: nn.Module) -> Callable[[], None]:
+    return lambda: model.zero_grad(set_to_none=True)
 
 
 def inference(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, amp) -> Callable:
@@ -123,11 +169,22 @@ def inference(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, am
     return step
 
 
-def ovo_step(net: SuperViT, teacher: Arch, student: Arch, x, y, opt, amp, kd: DistillConfig):
-    """One online-distillation step: teacher CE + student KD, one backward, one optimizer step."""
+def ovo_step(
+    net: SuperViT,
+    teacher: Arch,
+    student: Arch,
+    x,
+    y,
+    opt,
+    amp,
+    kd: DistillConfig,
+    zero: Callable[[], None] | None = None,
+):
+    """One online-distillation step: teacher CE + student KD, one backward, one optimizer step
+    (gradients cleared by ``zero``, the supernet's SliceGrads in training; else the optimizer)."""
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
+        (zero or (lambda: opt.zero_grad(set_to_none=True)))()
         with amp():
             t = net(x, teacher)
             s = net(x, student)
@@ -160,10 +217,12 @@ def static_pair_step(
 
 
 def single_step(model: nn.Module, x, y, opt, amp):
-    """One static model's training step (CE; the student's KD target costs the same memory)."""
+    """One static model's training step (CE; the student's KD target costs the same memory).
+    Gradients stay allocated between steps, as the supernet's SliceGrads buffer does, so both
+    peaks are over a steady state of weights, optimizer state and gradient storage."""
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=False)
         with amp():
             loss = label_loss(model(x), y)
         loss.backward()
@@ -203,11 +262,12 @@ def bench_speed(s: Setting, args, device, amp, peak_tflops) -> list[Row]:
     net = SuperViT(space, s.cfg).to(device)
     x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
     y = torch.randint(0, s.cfg.num_classes, (s.batch,), device=device)
-    for name, arch in (("min", space.min_arch), ("mid", mid_arch(space)), ("max", space.max_arch)):
+    zero = supernet_zero(net)
+    for name, arch in bench_archs(space):
         static = export_subnet(net, arch).to(device)
         ts, tt = paired_median(
-            fwd_bwd(lambda v, a=arch: net(v, a), x, amp),
-            fwd_bwd(static, x, amp),
+            fwd_bwd(lambda v, a=arch: net(v, a), x, amp, zero),
+            fwd_bwd(static, x, amp, static_zero(static)),
             device,
             args.repeats,
             args.warmup,
@@ -225,7 +285,7 @@ def bench_speed(s: Setting, args, device, amp, peak_tflops) -> list[Row]:
                 detail=detail,
             )
         )
-        net.zero_grad(set_to_none=True)
+        zero()
         ts, tt = paired_median(
             inference(lambda v, a=arch: net(v, a), x, amp),
             inference(static, x, amp),
@@ -249,7 +309,7 @@ def bench_speed(s: Setting, args, device, amp, peak_tflops) -> list[Row]:
         export_subnet(net, teacher).to(device),
         export_subnet(net, student).to(device),
     )
-    ovo = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), amp, kd)
+    ovo = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), amp, kd, zero)
     pair = static_pair_step(
         t_model, s_model, x, y, adamw(t_model.parameters()), adamw(s_model.parameters()), amp, kd
     )
@@ -294,34 +354,296 @@ def bench_speed(s: Setting, args, device, amp, peak_tflops) -> list[Row]:
             detail={"arch_img_s": len(archs) * len(loader) * s.batch / te},
         )
     )
-    net.zero_grad(set_to_none=True)
+    zero()
     return rows
 
 
 def bench_compile(s: Setting, args, device, amp) -> list[Row]:
-    """GPU only: a compiled, shape-bucketed supernet step vs an eager static timm step."""
-    if device.type != "cuda":
-        return [
-            Row(
-                "compiled supernet step / eager static step",
-                f"tiny {s.name}",
-                None,
-                ">= 1.20",
-                detail={"skipped": "needs a CUDA GPU"},
-            )
-        ]
+    """``compile=blocks``: the warm-up that compiles every block shape of ``tiny`` (forward and
+    backward), then a compiled supernet training step against the eager static and the eager
+    supernet step, for the AutoFormer-T and mid subnets. The GPU target is >= 1.20 x static."""
     space = load_space("tiny")
+    torch.manual_seed(0)
+    eager_net = SuperViT(space, s.cfg).to(device)
     net = SuperViT(space, s.cfg).to(device)
-    arch = space.max_arch
-    static = export_subnet(net, arch).to(device)
-    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
-    compiled = torch.compile(lambda v: net(v, arch), dynamic=False)
-    tc, te = paired_median(
-        fwd_bwd(compiled, x, amp), fwd_bwd(static, x, amp), device, args.repeats, args.warmup + 2
-    )
-    return [
-        Row("compiled supernet step / eager static step", f"tiny-max {s.name}", te / tc, ">= 1.20")
+    net.load_state_dict(eager_net.state_dict())
+    backend = "aot_eager" if args.quick else "inductor"  # the smoke test checks the wiring only
+    compiled = net.compile_blocks(backend=backend)
+    seconds = compiled.warm_up(net, s.batch, train=True, progress=False, context=amp)
+    rows = [
+        Row(
+            "compile warm-up, every block shape (fwd+bwd)",
+            f"tiny {s.name}",
+            seconds,
+            "",
+            unit="s",
+            detail={"block_shapes": len(compiled.shapes), "backend": backend},
+        )
     ]
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
+    zero, eager_zero = supernet_zero(net), supernet_zero(eager_net)
+    target = ">= 1.20" if device.type == "cuda" else ""
+    for name, arch in (("AutoFormer-T", autoformer_t()), ("mid", mid_arch(space))):
+        static = export_subnet(eager_net, arch).to(device)
+        step_c = fwd_bwd(lambda v, a=arch: net(v, a), x, amp, zero)
+        tc, ts = paired_median(
+            step_c, fwd_bwd(static, x, amp, static_zero(static)), device, args.repeats, args.warmup
+        )
+        _, te = paired_median(
+            step_c,
+            fwd_bwd(lambda v, a=arch: eager_net(v, a), x, amp, eager_zero),
+            device,
+            args.repeats,
+            args.warmup,
+        )
+        detail = {"compiled_img_s": s.batch / tc, "static_img_s": s.batch / ts}
+        detail |= {"eager_supernet_img_s": s.batch / te, "graphs": compiled.graphs}
+        rows.append(
+            Row(
+                "compiled supernet fwd+bwd / eager static",
+                f"tiny-{name} {s.name}",
+                ts / tc,
+                target,
+                detail=detail,
+            )
+        )
+        rows.append(
+            Row(
+                "compiled supernet fwd+bwd / eager supernet",
+                f"tiny-{name} {s.name}",
+                te / tc,
+                "",
+                detail=detail,
+            )
+        )
+    rows.append(
+        Row(
+            "compiled graphs after the rows above",
+            f"tiny {s.name}",
+            float(compiled.graphs),
+            f"<= {len(compiled.shapes)}",
+            unit="graphs",
+        )
+    )
+    return rows
+
+
+# ---- DDP overhead: separate processes (gloo on CPU, NCCL on GPU) --------------------------------
+DDP_MODES = ("plain", "ovo_ddp", "torch_ddp_unused")
+
+
+def _ddp_step_seconds(
+    rank: int, world: int, init: str, mode: str, setting: str, quick: bool, reps: int, out: str
+) -> None:
+    """One process of a DDP overhead measurement: median seconds of an OVO training step."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    s = next(v for v in settings(quick, device.type) if v.name == setting)
+    if mode != "plain":
+        backend = "nccl" if cuda else "gloo"
+        dist.init_process_group(backend, init_method=f"file://{init}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    net = SuperViT(load_space("tiny"), s.cfg).to(device)
+    teacher, student = teacher_student_pair(net.space)
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size, device=device)
+    y = torch.randint(0, s.cfg.num_classes, (s.batch,), device=device)
+    amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)  # noqa: E731
+    kd = DistillConfig()
+    if mode == "torch_ddp_unused":  # ovo before: torch's DDP, autograd slices, unused search
+        net.use_autograd_slices()
+        model = DistributedDataParallel(net, find_unused_parameters=True)
+        forward = lambda v, a: model(v, a)  # noqa: E731
+        opt = adamw(net.parameters())
+        zero, all_reduce = (lambda: opt.zero_grad(set_to_none=True)), (lambda: None)
+    else:
+        grads = SliceGrads(net.parameters())
+        forward, opt, zero = net, adamw(net.parameters()), grads.zero_
+        all_reduce = grads.all_reduce_ if mode == "ovo_ddp" else (lambda: None)
+
+    def step() -> None:
+        zero()
+        with amp():
+            t = forward(x, teacher)
+            loss = label_loss(t, y) + kd_loss(forward(x, student), t, kd)
+        loss.backward()
+        all_reduce()
+        opt.step()
+
+    times = []
+    for i in range(reps + 2):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    if rank == 0:
+        Path(out).write_text(json.dumps(statistics.median(times)))
+    if mode != "plain":
+        dist.destroy_process_group()
+
+
+def _ddp_run(mode: str, world: int, setting: str, args) -> float:
+    """Median step seconds of ``mode`` with ``world`` processes, each a fresh ``bench/run.py
+    --ddp-child`` process (no pickled code: it works however this script was loaded)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out, init = f"{tmp}/seconds.json", f"{tmp}/init"
+        reps = str(max(args.repeats, 1))
+        quick = "1" if args.quick else "0"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--ddp-child", str(rank), str(world), init, mode]
+                + [setting, quick, reps, out],
+                cwd=Path(__file__).resolve().parents[1],
+            )
+            for rank in range(world)
+        ]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise RuntimeError(f"DDP benchmark {mode} x{world} failed: exit codes {codes}")
+        return json.loads(Path(out).read_text())
+
+
+def bench_ddp(s: Setting, args, device) -> list[Row]:
+    """A DDP training step (teacher + student + AdamW) against a plain single-process step of
+    the same per-process batch, one thread per process: ovo's strategy (no wrapper, one
+    all-reduce) and torch's DDP with ``find_unused_parameters=True`` (what ovo used before), at
+    world size 1 and, on a CPU or with 2+ GPUs, 2."""
+    worlds = [1] if device.type == "cuda" and torch.cuda.device_count() < 2 else [1, 2]
+    modes = DDP_MODES[1:]
+    if args.quick:  # the smoke test: the wiring of each mode, once
+        worlds, modes = [2], ("ovo_ddp",)
+    plain = _ddp_run("plain", 1, s.name, args)
+    rows = []
+    for world in worlds:
+        for mode in modes:
+            seconds = _ddp_run(mode, world, s.name, args)
+            rows.append(
+                Row(
+                    f"DDP step / plain step - 1 ({mode})",
+                    f"tiny world {world} {s.name}",
+                    seconds / plain - 1,
+                    "<= 0.10" if mode == "ovo_ddp" and "224" in s.name else "",
+                    detail={"ddp_step_s": seconds, "plain_step_s": plain},
+                )
+            )
+    return rows
+
+
+# ---- where a sliced step's extra work is: a CPU-measurable proxy of the slicing tax ----------
+def _profile_counts(step: Callable[[], None], warmup: int = 2) -> tuple[int, float]:
+    """(kernel-launching ops, MB allocated) of one call of ``step`` (torch.profiler, CPU)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(warmup):
+        step()
+    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    views = {
+        "aten::view",
+        "aten::slice",
+        "aten::as_strided",
+        "aten::t",
+        "aten::transpose",
+        "aten::permute",
+        "aten::expand",
+        "aten::unbind",
+        "aten::select",
+        "aten::reshape",
+        "aten::_unsafe_view",
+        "aten::unsqueeze",
+        "aten::squeeze",
+        "aten::detach",
+        "aten::alias",
+        "aten::lift_fresh",
+        "aten::empty",
+        "aten::empty_strided",
+        "aten::resolve_conj",
+        "aten::resolve_neg",
+        "aten::contiguous",  # counted where it copies, as aten::clone / aten::copy_
+        "aten::to",
+        "aten::_to_copy",  # counted as its aten::copy_
+        "aten::empty_like",
+        "aten::result_type",
+    }
+    ops = 0
+    allocated = 0
+    for event in prof.events():
+        if event.name.startswith("aten::") and event.name not in views and not event.cpu_children:
+            ops += 1
+        allocated += max(event.self_cpu_memory_usage, 0)
+    return ops, allocated / 2**20
+
+
+def bench_proxy(s: Setting, args, device) -> list[Row]:
+    """Extra kernel-launching ops and extra MB allocated per OVO training step (teacher +
+    student, gradients cleared, AdamW not included), supernet minus the two static models,
+    before (autograd's slice backward) and after (slice gradients written in place)."""
+    space = load_space("tiny")
+    torch.manual_seed(0)
+    teacher, student = teacher_student_pair(space)
+    kd = DistillConfig()
+    x = torch.randn(s.batch, 3, s.cfg.img_size, s.cfg.img_size)
+    y = torch.randint(0, s.cfg.num_classes, (s.batch,))
+    amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+
+    def supernet_step(autograd_slices: bool) -> Callable[[], None]:
+        net = SuperViT(space, s.cfg)
+        net.use_autograd_slices(autograd_slices)
+        zero = (lambda: net.zero_grad(set_to_none=True)) if autograd_slices else supernet_zero(net)
+
+        def step() -> None:
+            zero()
+            t = net(x, teacher)
+            (label_loss(t, y) + kd_loss(net(x, student), t, kd)).backward()
+
+        return step
+
+    net = SuperViT(space, s.cfg)
+    t_model, s_model = export_subnet(net, teacher), export_subnet(net, student)
+
+    def static_step() -> None:
+        t_model.zero_grad(set_to_none=True)
+        s_model.zero_grad(set_to_none=True)
+        t = t_model(x)
+        label_loss(t, y).backward()
+        kd_loss(s_model(x), t.detach(), kd).backward()
+
+    del amp
+    static_ops, static_mb = _profile_counts(static_step)
+    rows = []
+    for label, autograd_slices in (("before: autograd slices", True), ("after: in place", False)):
+        ops, mb = _profile_counts(supernet_step(autograd_slices))
+        detail = {"supernet_ops": ops, "static_ops": static_ops}
+        detail |= {"supernet_mb": mb, "static_mb": static_mb}
+        rows.append(
+            Row(
+                f"extra ops / step, {label}",
+                f"tiny {s.name}",
+                float(ops - static_ops),
+                "",
+                "ops",
+                detail,
+            )
+        )
+        rows.append(
+            Row(
+                f"extra MB allocated / step, {label}",
+                f"tiny {s.name}",
+                mb - static_mb,
+                "",
+                "MB",
+                detail,
+            )
+        )
+    return rows
 
 
 def _peak_rss_child(kind: str, setting: str, quick: bool) -> float:
@@ -347,7 +669,7 @@ def _peak_rss_child(kind: str, setting: str, quick: bool) -> float:
 
 def step_peak_rss(kind: str, setting: str, quick: bool) -> float:
     """Peak RSS (MB) one step of ``kind`` (ovo, teacher, student) adds over the steady state."""
-    s = next(v for v in settings(quick) if v.name == setting)
+    s = next(v for v in settings(quick, "cpu") if v.name == setting)
     space = load_space("tiny")
     torch.manual_seed(0)
     net = SuperViT(space, s.cfg)
@@ -357,7 +679,8 @@ def step_peak_rss(kind: str, setting: str, quick: bool) -> float:
     kd = DistillConfig()
     ctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
     if kind == "ovo":
-        step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), ctx, kd)
+        zero = supernet_zero(net)
+        step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), ctx, kd, zero)
     else:
         model = export_subnet(net, teacher if kind == "teacher" else student)
         del net
@@ -410,7 +733,8 @@ def bench_memory(s: Setting, args, device) -> list[Row]:
             torch.manual_seed(0)
             net = SuperViT(space, s.cfg).to(device)
             if kind == "ovo":
-                step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), amp, kd)
+                zero = supernet_zero(net)
+                step = ovo_step(net, teacher, student, x, y, adamw(net.parameters()), amp, kd, zero)
             else:
                 model = export_subnet(net, teacher if kind == "teacher" else student).to(device)
                 del net
@@ -475,9 +799,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--out", default="bench/results/bench.json")
     parser.add_argument(
         "--measures",
-        choices=("all", "speed", "memory"),
-        default="all",
-        help="speed: costs, throughput, step, search and compile rows; memory: peak memory rows",
+        nargs="+",
+        choices=("all", *MEASURES),
+        default=["all"],
+        help="speed: costs, throughput, OVO step, search; memory: peak step memory; compile: "
+        "compiled supernet step and warm-up; ddp: DDP overhead; proxy: extra ops/MB per step",
     )
     parser.add_argument(
         "--profile", choices=("min", "mid", "max"), help="profile this arch's fwd+bwd and exit"
@@ -498,21 +824,25 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in machine), None) if bf16 else None
     if args.profile:
-        for s in settings(args.quick):
+        for s in settings(args.quick, device.type):
             if args.only in s.name:
                 profile(s, args.profile, args, device, amp)
         return []
-    speed, memory = args.measures in ("all", "speed"), args.measures in ("all", "memory")
-    rows = bench_costs(args.quick) if speed else []
-    for s in settings(args.quick):
+    chosen = set(MEASURES) if "all" in args.measures else set(args.measures)
+    rows = bench_costs(args.quick) if "speed" in chosen else []
+    for s in settings(args.quick, device.type):
         if args.only not in s.name:
             continue
-        if speed:
+        if "speed" in chosen:
             rows += bench_speed(s, args, device, amp, peak)
-        if memory:
+        if "memory" in chosen:
             rows += bench_memory(s, args, device)
-        if speed:
+        if "proxy" in chosen and device.type == "cpu":
+            rows += bench_proxy(s, args, device)
+        if "compile" in chosen:
             rows += bench_compile(s, args, device, amp)
+        if "ddp" in chosen:
+            rows += bench_ddp(s, args, device)
     print(
         f"\novo bench: {machine}, torch {torch.__version__}, "
         f"{'bf16' if bf16 else 'fp32'}, {args.repeats} repeats (median)\n"
@@ -542,4 +872,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--ddp-child":  # one process of bench_ddp
+        rank, world, init, mode, setting, quick, reps, out = sys.argv[2:]
+        _ddp_step_seconds(int(rank), int(world), init, mode, setting, quick == "1", int(reps), out)
+    else:
+        main()

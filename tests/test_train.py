@@ -177,7 +177,7 @@ def test_resume_is_exact(tmp_path):
 def test_ddp_two_cpu_processes_sample_identical_archs(tmp_path):
     args = FAST + [
         "trainer.devices=2",
-        "trainer.strategy=ddp_find_unused_parameters_true",
+        "trainer.strategy=ovo_ddp",
         "trainer.max_epochs=1",
         f"hydra.run.dir={tmp_path}/run",
         f"arch_trace_path={tmp_path}/trace",
@@ -225,7 +225,7 @@ def test_multirun_with_ddp_runs_each_job_once_on_both_ranks(tmp_path):
         *FAST,
         "trainer.max_epochs=1",
         "trainer.devices=2",
-        "trainer.strategy=ddp_find_unused_parameters_true",
+        "trainer.strategy=ovo_ddp",
         "distill.alpha=0.3,0.7",
         f"hydra.sweep.dir={tmp_path}/sweep",
         "arch_trace_path=${paths.output_dir}/trace",

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.strategies import ParallelStrategy
 from timm.data import Mixup
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
@@ -28,9 +29,12 @@ from ovo.distill import (
     label_loss,
     sample_step_archs,
 )
+from ovo.distributed import SupernetDDPStrategy
 from ovo.errors import ConfigError, UserError
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
+from ovo.supernet.compile import CompileOptions, check_compile_mode
+from ovo.supernet.grads import SliceGrads
 
 
 class NonFiniteLossError(UserError):
@@ -93,6 +97,8 @@ class OVOModule(L.LightningModule):
         reseed_every_step: reseed torch/numpy/random from (seed, step, rank) before each step so
             drop-path and Mixup draws are a function of the step: resuming is exact.
         arch_trace_path: if set, each rank appends the archs it samples to ``<path>.rank<r>.jsonl``.
+        compile: ``none`` or ``blocks``: run the supernet's blocks compiled once per block shape
+            (:mod:`ovo.supernet.compile`); ``compile_options`` are its backend, mode, warm-up.
         fixed_arch: train this one subnet only, on the labels (a standalone model trained from
             scratch, e.g. the reference for a searched arch); needs ``distill.teacher=none``. The
             panel is then that arch alone, named ``fixed``.
@@ -116,6 +122,8 @@ class OVOModule(L.LightningModule):
         reseed_every_step: bool = True,
         arch_trace_path: str | None = None,
         fixed_arch: Mapping[str, Any] | None = None,
+        compile: str = "none",
+        compile_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -124,6 +132,9 @@ class OVOModule(L.LightningModule):
         self.distill_cfg = DistillConfig.from_dict(distill)
         self.net = SuperViT(self.space, self.vit_cfg)
         self.mixup = _mixup(mixup, self.vit_cfg.num_classes)
+        self.compile_mode = check_compile_mode(compile)
+        self.compile_options = CompileOptions.from_dict(compile_options)
+        self.slice_grads: SliceGrads | None = None
         self.fixed_arch = None
         if fixed_arch is not None:
             if self.distill_cfg.teacher != "none":
@@ -182,6 +193,43 @@ class OVOModule(L.LightningModule):
     # ---- forward -------------------------------------------------------------------------
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         return self.net(x, arch)
+
+    # ---- gradients and compilation ---------------------------------------------------------
+    def on_fit_start(self) -> None:
+        # Torch's own DDP/FSDP learn that a gradient is ready from autograd's accumulation:
+        # under them gradients take autograd's path; otherwise they go straight into one
+        # buffer (ovo.supernet.grads), which SupernetDDPStrategy all-reduces in one collective.
+        strategy = self.trainer.strategy
+        wrapped = isinstance(strategy, ParallelStrategy) and not isinstance(
+            strategy, SupernetDDPStrategy
+        )
+        self.net.use_autograd_slices(wrapped)
+        if self.slice_grads is not None:
+            self.slice_grads.detach()
+        self.slice_grads = None if wrapped else SliceGrads(self.net.parameters())
+        if self.compile_mode == "blocks" and self.net.compiled is None:
+            opts = self.compile_options
+            compiled = self.net.compile_blocks(opts.backend, opts.mode)
+            if opts.warmup:
+                batch = int(getattr(self.trainer.datamodule, "batch_size", 2))
+                plugin, rank0 = self.trainer.precision_plugin, self.global_rank == 0
+                compiled.warm_up(self.net, batch, True, rank0, plugin.train_step_context)
+                compiled.warm_up(self.net, batch, False, rank0, plugin.val_step_context)
+
+    def on_fit_end(self) -> None:
+        if self.slice_grads is not None:
+            self.slice_grads.detach()
+            self.slice_grads = None
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
+        if self.slice_grads is not None:
+            self.slice_grads.zero_()  # re-zeroes only what the step wrote
+        else:
+            optimizer.zero_grad()
+
+    def on_train_epoch_end(self) -> None:
+        if self.net.compiled is not None:
+            self.log("train/compiled_graphs", float(self.net.compiled.graphs))
 
     # ---- training ------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:

@@ -178,6 +178,37 @@ def eval_fabric(cfg: DictConfig) -> Any:
     return make_fabric(EvalSettings.from_dict(cfg.get("eval")))
 
 
+def compile_settings(cfg: DictConfig) -> tuple[str, Any]:
+    """``compile`` and ``compile_options`` of a command, checked (before any work)."""
+    from ovo.supernet.compile import CompileOptions, check_compile_mode
+
+    mode = check_compile_mode(cfg.get("compile", "none"))
+    return mode, CompileOptions.from_dict(cfg.get("compile_options"))
+
+
+def compile_for_eval(net: Any, cfg: DictConfig, fabric: Any, batch_size: int) -> Any:
+    """With ``compile=blocks``: the net's blocks compiled once per block shape (warmed up for
+    evaluation under the Fabric's autocast if asked); ``None`` otherwise."""
+    mode, opts = compile_settings(cfg)
+    if mode == "none":
+        return None
+    compiled = net.compile_blocks(opts.backend, opts.mode)
+    if opts.warmup:
+        compiled.warm_up(net, batch_size, False, fabric.global_rank == 0, fabric.autocast)
+    return compiled
+
+
+def compile_line(compiled: Any) -> list[str]:
+    """The summary line of a compiled run (none when not compiled)."""
+    if compiled is None:
+        return []
+    warm = compiled.warmup_seconds
+    return [
+        f"compiled blocks: {compiled.graphs} graphs for {len(compiled.shapes)} block shapes"
+        + (f", warm-up {warm:.1f}s" if warm is not None else "")
+    ]
+
+
 def print_outputs(title: str, outputs: Mapping[str, Any], lines: Sequence[str] = ()) -> None:
     """The closing summary every command prints: a title, a few lines, then where things are."""
     width = max((len(k) for k in outputs), default=0) + 2

@@ -19,6 +19,9 @@ from rich.table import Table
 from ovo.archspec import parse_arch_spec
 from ovo.atomic import atomic_write_json, atomic_write_text
 from ovo.commands.base import (
+    compile_for_eval,
+    compile_line,
+    compile_settings,
     eval_fabric,
     hydra_command,
     open_checkpoint,
@@ -62,6 +65,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     if cfg.throughput_batch < 1:
         raise ConfigError(f"throughput_batch={cfg.throughput_batch} must be at least 1")
     eval_settings = EvalSettings.from_dict(cfg.eval)
+    compile_settings(cfg)
     loaded = open_checkpoint(cfg)
     archs = parse_arch_spec(cfg.arch, loaded.space, cfg.seed)
     dm = loaded.datamodule(cfg.get("data"))
@@ -70,6 +74,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     evaluator = SubnetEvaluator(
         loaded.net, loader, fabric, cache=eval_settings.cache, max_batches=eval_settings.max_batches
     )
+    compiled = compile_for_eval(evaluator.net, cfg, fabric, dm.eval_batch_size)
     scores = evaluator.evaluate(list(archs.values()), progress=True)
     net = evaluator.net
     rows = [
@@ -112,6 +117,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         print_outputs(
             "ovo evaluation finished",
             {"table": out / "evaluation.csv", "rows": out / "evaluation.json"},
+            compile_line(compiled),
         )
     return rows
 

@@ -16,6 +16,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ovo.atomic import atomic_write_json, atomic_write_text
 from ovo.commands.base import (
+    compile_for_eval,
+    compile_line,
+    compile_settings,
     eval_fabric,
     hydra_command,
     open_checkpoint,
@@ -87,6 +90,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.final_split not in ("val", "test", "search"):
         raise ConfigError(f"final_split={cfg.final_split}: use val, test or search")
     eval_settings = EvalSettings.from_dict(cfg.eval)
+    compile_settings(cfg)
     loaded = open_checkpoint(cfg)
     space, cost = loaded.space, loaded.net.cost
     check_feasible(space, cost, constraints, seed=settings.seed)  # before loading any data
@@ -100,6 +104,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cache=eval_settings.cache,
         max_batches=eval_settings.max_batches,
     )
+    compiled = compile_for_eval(evaluator.net, cfg, fabric, dm.eval_batch_size)
     rank0 = fabric.global_rank == 0
     wb = WandbSearchLog(cfg, out, enabled=bool(cfg.wandb.enabled) and rank0)
     progress = Progress(
@@ -165,6 +170,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "search_seconds": search_seconds,
         "eval_throughput_arch_images_per_s": evaluator.throughput,
         "archs_per_second": len(result.evaluated) / max(evaluator.seconds, 1e-9),
+        "compiled_graphs": None if compiled is None else compiled.graphs,
     }
     if rank0:
         atomic_write_json(out / "results.json", {**result.to_dict(top_k=cfg.top_k), **summary})
@@ -175,11 +181,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"{settings.strategy} on '{space.name}' ({constraints.describe()})",
         )
         wb.finish({k: v for k, v in summary.items() if not isinstance(v, list | dict)}, png)
-        print_summary(summary, out)
+        print_summary(summary, out, compile_line(compiled))
     return summary
 
 
-def print_summary(summary: dict[str, Any], out: Path) -> None:
+def print_summary(summary: dict[str, Any], out: Path, extra: list[str] = ()) -> None:
     best = summary["best"]
     split = summary["final_split"]
     lines = [
@@ -188,6 +194,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         f"{summary['eval_throughput_arch_images_per_s']:.0f} arch-images/s)",
         f"best arch: {format_count(best['params'])} params, {format_count(best['flops'])} MACs, "
         f"search top-1 {best['fitness']:.2f}%, {split} top-1 {best[f'{split}_acc1']:.2f}%",
+        *extra,
     ]
     outputs = {
         "results": out / "results.json",

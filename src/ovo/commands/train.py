@@ -48,6 +48,8 @@ def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
         seed=cfg.seed,
         arch_trace_path=cfg.get("arch_trace_path"),
         fixed_arch=fixed_arch_config(cfg.get("fixed_arch"), plain(cfg.space)),
+        compile=cfg.get("compile", "none"),
+        compile_options=plain(cfg.get("compile_options")),
     )
 
 
@@ -142,7 +144,16 @@ def summarize(trainer: L.Trainer, module: OVOModule, output_dir: str) -> dict[st
         "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
         "panel": panel,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        "compiled": None,
     }
+    compiled = module.net.compiled
+    if compiled is not None:
+        summary["compiled"] = {
+            "graphs": compiled.graphs,
+            "block_shapes": len(compiled.shapes),
+            "recompile_limit": compiled.limit,
+            "warmup_seconds": compiled.warmup_seconds,
+        }
     _print_summary(summary)
     return summary
 
@@ -150,6 +161,18 @@ def summarize(trainer: L.Trainer, module: OVOModule, output_dir: str) -> dict[st
 @rank_zero_only
 def _print_summary(summary: dict[str, Any]) -> None:
     lines = []
+    compiled = summary["compiled"]
+    if compiled:
+        warmup = compiled["warmup_seconds"]
+        lines.append(
+            f"compiled blocks: {compiled['graphs']} graphs for {compiled['block_shapes']} block "
+            f"shapes (train + eval), "
+            + (
+                f"warm-up {warmup:.1f}s"
+                if warmup is not None
+                else "no warm-up (compile_options.warmup=false)"
+            )
+        )
     if summary["panel"]:
         lines.append("validation panel (inherited weights, top-1 / top-5):")
         for name, acc in summary["panel"].items():

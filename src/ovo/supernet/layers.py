@@ -6,31 +6,83 @@ size, so two subnets can run back to back (teacher then student) in one step.
 Slicing notes (why the layouts are what they are):
 - Slices are taken only on leading rows/columns, so they are strided views that BLAS consumes
   directly (leading dimension = the full width); nothing is copied per step.
-- When a layer runs at full size the parameter is used as is: no slice node in autograd, so no
-  full-size zero gradient buffer is allocated for it.
+- A weight used in training goes through :func:`lead`, whose backward adds the slice's gradient
+  straight into the leading slice of ``param.grad`` (see :mod:`ovo.supernet.grads`): no
+  full-size zero gradient plus copy per use (autograd's slice backward), no full-size add when
+  teacher and student share a weight. Under autocast the same call makes the low-precision copy a
+  matmul needs (what autocast would make), and its backward casts and accumulates in one kernel.
 - The fused q/k/v projection stores rows head-major ``[head, (q|k|v), head_dim]``, so the first
   ``h`` heads' q, k and v rows are one contiguous block and weight and bias are sliced by the
   same rows (AutoFormer slices its weight interleaved but its bias contiguously, its issue 121).
   Export reorders those rows into timm's ``[(q|k|v), head, head_dim]`` layout.
+- A block's compute is one function of its (sliced) weights, :func:`block_forward`: the unit
+  ``torch.compile`` compiles once per block shape (:mod:`ovo.supernet.compile`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
+from ovo.supernet.grads import accumulate_slice_grad
 
-def _lead(t: Tensor, *sizes: int) -> Tensor:
-    """``t[:s0, :s1, ...]``, or ``t`` itself when every size is the full size."""
-    if all(s == n for s, n in zip(sizes, t.shape)):
-        return t
-    return t[tuple(slice(0, s) for s in sizes)]
+
+def _index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(0, s) for s in sizes)
+
+
+class _LeadingSlice(torch.autograd.Function):
+    """``param[:s0, :s1, ...]`` (cast to ``dtype`` if given), whose backward writes into
+    ``param.grad`` directly instead of returning a full-size gradient."""
+
+    @staticmethod
+    def forward(ctx, param: Tensor, sizes: tuple[int, ...], dtype: torch.dtype | None) -> Tensor:
+        ctx.param, ctx.sizes = param, sizes
+        view = param[_index(sizes)]
+        return view if dtype is None else view.to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, None, None]:
+        accumulate_slice_grad(ctx.param, ctx.sizes, grad)
+        return None, None, None
+
+
+def lead(
+    param: Tensor,
+    sizes: tuple[int, ...],
+    dtype: torch.dtype | None = None,
+    in_place_grads: bool = True,
+) -> Tensor:
+    """The leading ``sizes`` slice of ``param`` (the parameter itself at full size), optionally
+    cast to ``dtype``. With gradients on, its gradient goes straight into ``param.grad``
+    (``in_place_grads``) or through autograd's own slice backward (what torch's
+    ``DistributedDataParallel`` needs to see gradients arrive)."""
+    if dtype == param.dtype:
+        dtype = None
+    if in_place_grads and param.requires_grad and torch.is_grad_enabled():
+        return _LeadingSlice.apply(param, tuple(sizes), dtype)
+    if all(s == n for s, n in zip(sizes, param.shape)):
+        view = param
+    else:
+        view = param[_index(sizes)]
+    return view if dtype is None else view.to(dtype)
+
+
+def matmul_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs matrix products in on ``device_type``, or ``None`` (no autocast)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
 
 
 class ElasticLinear(nn.Module):
     """``nn.Linear`` at (max_in, max_out) run at any leading (in, out)."""
+
+    in_place_grads = True  # see lead(); SuperViT.use_autograd_slices turns it off
 
     def __init__(self, max_in: int, max_out: int, bias: bool = True) -> None:
         super().__init__()
@@ -38,14 +90,27 @@ class ElasticLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
         trunc_normal_(self.weight, std=0.02)
 
+    def sliced(
+        self, out_features: int, in_features: int, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(weight, bias) of the leading ``out_features`` x ``in_features`` block."""
+        w = lead(self.weight, (out_features, in_features), dtype, self.in_place_grads)
+        b = (
+            None
+            if self.bias is None
+            else lead(self.bias, (out_features,), dtype, self.in_place_grads)
+        )
+        return w, b
+
     def forward(self, x: Tensor, out_features: int) -> Tensor:
-        in_features = x.shape[-1]
-        bias = None if self.bias is None else _lead(self.bias, out_features)
-        return F.linear(x, _lead(self.weight, out_features, in_features), bias)
+        w, b = self.sliced(out_features, x.shape[-1], matmul_dtype(x.device.type))
+        return F.linear(x, w, b)
 
 
 class ElasticLayerNorm(nn.Module):
     """LayerNorm over the leading ``x.shape[-1]`` features of a max-width affine."""
+
+    in_place_grads = True
 
     def __init__(self, max_dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -53,13 +118,19 @@ class ElasticLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(max_dim))
         self.eps = eps
 
+    def sliced(self, dim: int) -> tuple[Tensor, Tensor]:
+        # no cast: autocast runs layer norms in fp32
+        g = self.in_place_grads
+        return lead(self.weight, (dim,), None, g), lead(self.bias, (dim,), None, g)
+
     def forward(self, x: Tensor) -> Tensor:
         d = x.shape[-1]
-        return F.layer_norm(x, (d,), _lead(self.weight, d), _lead(self.bias, d), self.eps)
+        return F.layer_norm(x, (d,), *self.sliced(d), self.eps)
 
 
 class ElasticAttention(nn.Module):
-    """Multi-head self-attention with elastic head count; q/k/v width = heads * head_dim."""
+    """The attention's parameters (computed by :func:`block_forward`): an elastic head count,
+    q/k/v width = heads * head_dim whatever the embed dim."""
 
     def __init__(self, max_dim: int, max_heads: int, head_dim: int = 64) -> None:
         super().__init__()
@@ -68,25 +139,53 @@ class ElasticAttention(nn.Module):
         self.qkv = ElasticLinear(max_dim, 3 * max_heads * head_dim)
         self.proj = ElasticLinear(max_heads * head_dim, max_dim)
 
-    def forward(self, x: Tensor, num_heads: int) -> Tensor:
-        b, n, e = x.shape
-        qkv = self.qkv(x, 3 * num_heads * self.head_dim)
-        q, k, v = qkv.view(b, n, num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
-        x = x.transpose(1, 2).reshape(b, n, num_heads * self.head_dim)
-        return self.proj(x, e)
-
 
 class ElasticMlp(nn.Module):
-    """fc1 -> GELU -> fc2 with elastic hidden width."""
+    """The MLP's parameters (fc1 -> GELU -> fc2, computed by :func:`block_forward`)."""
 
     def __init__(self, max_dim: int, max_hidden: int) -> None:
         super().__init__()
         self.fc1 = ElasticLinear(max_dim, max_hidden)
         self.fc2 = ElasticLinear(max_hidden, max_dim)
 
-    def forward(self, x: Tensor, hidden: int) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x, hidden)), x.shape[-1])
+
+def block_forward(
+    x: Tensor,
+    norm1_w: Tensor,
+    norm1_b: Tensor,
+    qkv_w: Tensor,
+    qkv_b: Tensor,
+    proj_w: Tensor,
+    proj_b: Tensor,
+    norm2_w: Tensor,
+    norm2_b: Tensor,
+    fc1_w: Tensor,
+    fc1_b: Tensor,
+    fc2_w: Tensor,
+    fc2_b: Tensor,
+    keep_attn: Tensor | None,
+    keep_mlp: Tensor | None,
+    head_dim: int,
+    eps: float,
+) -> Tensor:
+    """One pre-norm transformer block (timm's ``Block``, no layer scale) on weights already sliced
+    to the subnet's sizes. ``keep_*`` are drop-path masks (``[B, 1, 1]``, already scaled by
+    ``1 / keep_prob``) or ``None``. Its shapes are all it depends on, so a compiled copy serves
+    every layer of a block shape."""
+    b, n, e = x.shape
+    heads = qkv_w.shape[0] // (3 * head_dim)
+    y = F.layer_norm(x, (e,), norm1_w, norm1_b, eps)
+    qkv = F.linear(y, qkv_w, qkv_b)
+    q, k, v = qkv.view(b, n, heads, 3, head_dim).permute(3, 0, 2, 1, 4).unbind(0)
+    y = F.scaled_dot_product_attention(q, k, v)
+    y = F.linear(y.transpose(1, 2).reshape(b, n, heads * head_dim), proj_w, proj_b)
+    x = x + (y if keep_attn is None else y * keep_attn)
+    y = F.layer_norm(x, (e,), norm2_w, norm2_b, eps)
+    y = F.linear(F.gelu(F.linear(y, fc1_w, fc1_b)), fc2_w, fc2_b)
+    return x + (y if keep_mlp is None else y * keep_mlp)
+
+
+BlockCompute = Callable[..., Tensor]
 
 
 class ElasticBlock(nn.Module):
@@ -106,15 +205,61 @@ class ElasticBlock(nn.Module):
         self.attn = ElasticAttention(max_dim, max_heads, head_dim)
         self.norm2 = ElasticLayerNorm(max_dim, eps)
         self.mlp = ElasticMlp(max_dim, max_hidden)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = drop_path
+        self.eps = eps
 
-    def forward(self, x: Tensor, num_heads: int, mlp_hidden: int) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), num_heads))
-        return x + self.drop_path(self.mlp(self.norm2(x), mlp_hidden))
+    def sliced(
+        self, embed_dim: int, num_heads: int, mlp_hidden: int, dtype: torch.dtype | None
+    ) -> tuple[Tensor, ...]:
+        """The 12 weights of :func:`block_forward` at these sizes (matmul weights in ``dtype``)."""
+        a = 3 * num_heads * self.attn.head_dim
+        return (
+            *self.norm1.sliced(embed_dim),
+            *self.attn.qkv.sliced(a, embed_dim, dtype),
+            *self.attn.proj.sliced(embed_dim, num_heads * self.attn.head_dim, dtype),
+            *self.norm2.sliced(embed_dim),
+            *self.mlp.fc1.sliced(mlp_hidden, embed_dim, dtype),
+            *self.mlp.fc2.sliced(embed_dim, mlp_hidden, dtype),
+        )
+
+    def drop_path_masks(
+        self, x: Tensor, always: bool = False
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """The two residual branches' drop-path masks (timm's ``DropPath``: one Bernoulli draw
+        per sample and branch, scaled by ``1 / keep_prob``); ``None`` in eval mode or at rate 0,
+        unless ``always`` (compiled blocks take masks in every layer, so that a layer's rate is
+        data, not a constant of the graph)."""
+        if not self.training or (self.drop_path == 0.0 and not always):
+            return None, None
+        keep = 1.0 - self.drop_path
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        if self.drop_path == 0.0:  # no draw: the random stream stays the eager model's
+            return x.new_ones(shape), x.new_ones(shape)  # two tensors: aliasing would be a guard
+        masks = []
+        for _ in range(2):
+            mask = x.new_empty(shape).bernoulli_(keep)
+            if keep > 0.0:
+                mask.div_(keep)
+            masks.append(mask)
+        return masks[0], masks[1]
+
+    def forward(
+        self,
+        x: Tensor,
+        num_heads: int,
+        mlp_hidden: int,
+        compute: BlockCompute = block_forward,
+        always_masks: bool = False,
+    ) -> Tensor:
+        weights = self.sliced(x.shape[-1], num_heads, mlp_hidden, matmul_dtype(x.device.type))
+        keep_attn, keep_mlp = self.drop_path_masks(x, always_masks)
+        return compute(x, *weights, keep_attn, keep_mlp, self.attn.head_dim, self.eps)
 
 
 class ElasticPatchEmbed(nn.Module):
     """Non-overlapping patch embedding (a strided conv) with elastic output width."""
+
+    in_place_grads = True
 
     def __init__(self, patch_size: int, in_chans: int, max_dim: int) -> None:
         super().__init__()
@@ -123,6 +268,9 @@ class ElasticPatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, max_dim, patch_size, patch_size)
 
     def forward(self, x: Tensor, embed_dim: int) -> Tensor:
-        w, b = _lead(self.proj.weight, embed_dim), _lead(self.proj.bias, embed_dim)
+        dtype = matmul_dtype(x.device.type)
+        g = self.in_place_grads
+        w = lead(self.proj.weight, (embed_dim, *self.proj.weight.shape[1:]), dtype, g)
+        b = lead(self.proj.bias, (embed_dim,), dtype, g)
         x = F.conv2d(x, w, b, stride=self.patch_size)
         return x.flatten(2).transpose(1, 2)  # [B, N, E]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
@@ -10,11 +12,13 @@ from ovo.space import Arch, ArchError, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 from ovo.supernet.layers import (
+    BlockCompute,
     ElasticBlock,
     ElasticLayerNorm,
     ElasticLinear,
     ElasticPatchEmbed,
-    _lead,
+    block_forward,
+    lead,
 )
 
 
@@ -52,6 +56,29 @@ class SuperViT(nn.Module):
         self.head = ElasticLinear(e_max, cfg.num_classes)
         trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
+        # how a block computes: eager, or compiled once per block shape (compile_blocks)
+        self.block_compute: BlockCompute = block_forward
+        self.compiled: Any = None
+
+    in_place_grads = True  # the stem's tokens; see use_autograd_slices
+
+    def use_autograd_slices(self, enabled: bool = True) -> None:
+        """Let gradients flow through autograd's own slice backward instead of straight into
+        ``param.grad`` (see :mod:`ovo.supernet.grads`): what torch's ``DistributedDataParallel``
+        needs, since it learns that a gradient is ready from autograd's accumulation."""
+        for module in self.modules():
+            if hasattr(module, "in_place_grads"):
+                module.in_place_grads = not enabled
+
+    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> Any:
+        """Run every block through ``torch.compile`` once per block shape (embed dim x heads x
+        MLP hidden) instead of once per arch; returns the :class:`~ovo.supernet.compile.
+        CompiledBlocks` (graph count, warm-up). Weights and checkpoints are unchanged."""
+        from ovo.supernet.compile import CompiledBlocks
+
+        self.compiled = CompiledBlocks(self.space, backend=backend, mode=mode)
+        self.block_compute = self.compiled
+        return self.compiled
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -74,10 +101,13 @@ class SuperViT(nn.Module):
     def forward_features(self, x: Tensor, arch: Arch) -> Tensor:
         e = arch.embed_dim
         x = self.patch_embed(x, e)
-        cls = _lead(self.cls_token, 1, 1, e).expand(x.shape[0], -1, -1)
-        x = torch.cat((cls, x), dim=1) + _lead(self.pos_embed, 1, x.shape[1] + 1, e)
+        g = self.in_place_grads
+        cls = lead(self.cls_token, (1, 1, e), None, g).expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + lead(self.pos_embed, (1, x.shape[1] + 1, e), None, g)
+        # compiled blocks take drop-path masks in every layer (a layer's rate is data to them)
+        always_masks = self.compiled is not None and self.cfg.drop_path_rate > 0
         for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
-            x = block(x, h, mlp_hidden(e, r))
+            x = block(x, h, mlp_hidden(e, r), self.block_compute, always_masks)
         if self.cfg.global_pool == "token":
             x = self.norm(x)
         return x

@@ -1,0 +1,164 @@
+"""Compiled supernet blocks: ``torch.compile`` once per block shape, never once per arch.
+
+A space has few block shapes (embed dim x heads x MLP hidden: 12 for ``tiny``, 27 for
+``nano``) and up to 1e9 archs. Every block runs :func:`~ovo.supernet.layers.block_forward` on
+weights already sliced to its sizes, so the compiled function sees tensors of one shape per
+block shape and nothing else that changes between layers or archs:
+
+- the weights are inputs (sliced outside the graph), so all layers of one shape share a graph;
+- drop path enters as per-sample mask tensors made outside the graph, so a layer's rate is data,
+  not a graph constant (in training every layer gets masks when the model has drop path);
+- the batch dimension is marked dynamic and size-oblivious, so a ragged last batch or another
+  evaluation batch size reuses the graph.
+
+What remains are one graph per block shape and grad mode (training, evaluation), under one
+autocast state. The recompile limit is raised to cover exactly that; a test counts the graphs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch._dynamo
+import torch.fx.experimental._config as fx_config
+from torch import Tensor
+
+from ovo.space import SearchSpace, mlp_hidden
+from ovo.supernet.layers import block_forward, matmul_dtype
+
+BACKENDS = ("inductor", "aot_eager", "eager")
+COMPILE_MODES = ("none", "blocks")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """``compile_options`` of the commands: the ``torch.compile`` backend and mode, and whether
+    to compile every block shape before the first step (``warmup``)."""
+
+    backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    mode: str | None = None
+    warmup: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CompileOptions:
+        from ovo.settings import settings_from
+
+        return settings_from(cls, data, "compile_options")
+
+
+def check_compile_mode(mode: str) -> str:
+    from ovo.errors import ConfigError
+
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile={mode!r}: use none or blocks")
+    return mode
+
+
+def block_shapes(space: SearchSpace) -> list[tuple[int, int, int]]:
+    """Every (embed dim, heads, MLP hidden) a block of ``space`` can run at."""
+    return sorted(
+        {
+            (e, h, mlp_hidden(e, r))
+            for e in space.embed_dim
+            for h in space.num_heads
+            for r in space.mlp_ratio
+        }
+    )
+
+
+def compiled_graph_count() -> int:
+    """Graphs dynamo holds for :func:`block_forward` (every compiled copy in this process)."""
+    try:
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+        return len(_debug_get_cache_entry_list(block_forward.__code__))
+    except (ImportError, AttributeError):  # private API moved: fall back to the global counter
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+
+
+class CompiledBlocks:
+    """``block_forward`` compiled for the block shapes of ``space`` (a drop-in ``compute`` of
+    :class:`~ovo.supernet.layers.ElasticBlock`)."""
+
+    def __init__(self, space: SearchSpace, backend: str = "inductor", mode: str | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"compile backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        self.shapes = block_shapes(space)
+        self.backend, self.mode = backend, mode
+        # a graph per shape for training and one for evaluation, a little spare for a user's
+        # own evaluation under another autocast state
+        self.limit = 2 * len(self.shapes) + 4
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, self.limit)
+        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * self.limit)
+        self.fn = torch.compile(block_forward, backend=backend, mode=mode, dynamic=False)
+        self.graphs_before = compiled_graph_count()
+        self.warmup_seconds: float | None = None
+
+    def __call__(self, x: Tensor, *rest: Any) -> Tensor:
+        torch._dynamo.mark_dynamic(x, 0)
+        for mask in rest[12:14]:  # keep_attn, keep_mlp
+            if mask is not None:
+                torch._dynamo.mark_dynamic(mask, 0)
+        with fx_config.patch(backed_size_oblivious=True):  # batch 1 is no special case
+            return self.fn(x, *rest)
+
+    @property
+    def graphs(self) -> int:
+        """Graphs compiled since this object was made."""
+        return compiled_graph_count() - self.graphs_before
+
+    def warm_up(
+        self,
+        net: Any,
+        batch_size: int,
+        train: bool = True,
+        progress: bool = True,
+        context: Any = None,
+    ) -> float:
+        """Compile every block shape now (forward, and backward when ``train``; evaluation
+        graphs under ``torch.inference_mode`` as Lightning and ``ovo.evaluate`` run them) on dummy
+        input of ``batch_size`` samples, so throughput is steady from the first step; returns
+        the seconds it took (added up in ``warmup_seconds``).
+
+        Run it under the autocast state training/evaluation will use (``context``: a context
+        manager factory, e.g. the precision plugin's): guards include it. Nothing touches the
+        parameters' gradients (the weights are detached copies)."""
+        from contextlib import nullcontext
+
+        block = net.blocks[0]
+        device = block.norm1.weight.device
+        tokens = net.cfg.num_tokens
+        masks = train and net.cfg.drop_path_rate > 0
+        start = time.perf_counter()
+        items = self.shapes
+        if progress:
+            from rich.progress import track
+
+            items = track(items, description=f"compiling {len(items)} block shapes", transient=True)
+        was_training = block.training
+        block.train(train)
+        try:
+            grad_mode = torch.enable_grad if train else torch.inference_mode
+            for e, h, hidden in items:
+                with (context or nullcontext)(), grad_mode():
+                    x = torch.randn(batch_size, tokens, e, device=device, requires_grad=train)
+                    dtype = matmul_dtype(device.type)
+                    weights = [
+                        w.detach().requires_grad_(train) for w in block.sliced(e, h, hidden, dtype)
+                    ]
+                    keep = torch.ones(batch_size, 1, 1, device=device) if masks else None
+                    out = self(x, *weights, keep, keep, block.attn.head_dim, block.eps)
+                    if train:
+                        out.float().sum().backward()
+        finally:
+            block.train(was_training)
+        seconds = time.perf_counter() - start
+        self.warmup_seconds = (self.warmup_seconds or 0.0) + seconds
+        return seconds
