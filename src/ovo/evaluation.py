@@ -30,6 +30,7 @@ class ArchScore:
     acc1: float
     acc5: float
     num_images: int
+    hits1: int = 0  # top-1 correct images (acc1 * num_images, exactly)
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,33 @@ class SubnetEvaluator:
         if self.cache:
             self._cached = kept
 
+    def num_images(self) -> int:
+        """Images in the split as scored (``max_batches`` applied), over all ranks."""
+        count = torch.zeros((), dtype=torch.long, device=self.fabric.device)
+        for _, y in self._batches():
+            count += y.numel()
+        if self.fabric.world_size > 1:
+            count = self.fabric.all_reduce(count, reduce_op="sum")
+        return int(count)
+
+    def _local_range(self, images: tuple[int, int] | None) -> tuple[int, int | None]:
+        """This rank's positions of the global image range [start, stop) (rank ``r`` holds
+        global positions ``r, r + world, ...`` of the split, see ``EvalSampler``)."""
+        if images is None:
+            return 0, None
+        start, stop = images
+        world, rank = self.fabric.world_size, self.fabric.global_rank
+        return max(0, -(-(start - rank) // world)), max(0, -(-(stop - rank) // world))
+
     @torch.inference_mode()
-    def evaluate(self, archs: Sequence[Arch], progress: bool = False) -> list[ArchScore]:
-        """Top-1/top-5 of every arch; ``progress`` shows a bar over the data batches."""
+    def evaluate(
+        self,
+        archs: Sequence[Arch],
+        progress: bool = False,
+        images: tuple[int, int] | None = None,
+    ) -> list[ArchScore]:
+        """Top-1/top-5 of every arch on the split, or on its images ``[start, stop)`` (in the
+        loader's order, over all ranks); ``progress`` shows a bar over the data batches."""
         if not archs:
             return []
         for arch in archs:
@@ -139,7 +164,19 @@ class SubnetEvaluator:
         bar = _progress_bar(
             f"scoring {len(archs)} archs", progress and self.fabric.global_rank == 0
         )
+        first, last = self._local_range(images)
+        position = 0
         for x, y in bar(self._batches()):
+            lo, hi = (
+                max(first - position, 0),
+                len(y) if last is None else min(last - position, len(y)),
+            )
+            position += len(y)
+            if hi <= lo:
+                if last is not None and position >= last and not self.cache:
+                    break
+                continue
+            x, y = x[lo:hi], y[lo:hi]
             for i, arch in enumerate(archs):
                 with self.fabric.autocast():
                     logits = self.net(x, arch)
@@ -155,7 +192,7 @@ class SubnetEvaluator:
         self.seconds += time.perf_counter() - start
         self.images_scored += n * len(archs)
         return [
-            ArchScore(a, hits[0][i] / max(n, 1), hits[1][i] / max(n, 1), n)
+            ArchScore(a, hits[0][i] / max(n, 1), hits[1][i] / max(n, 1), n, hits[0][i])
             for i, a in enumerate(archs)
         ]
 

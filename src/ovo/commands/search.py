@@ -29,10 +29,11 @@ from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator
 from ovo.faults import kill_self
 from ovo.search.constraints import Constraints, check_feasible
+from ovo.search.fitness import FullFitness, Halving, HalvingSettings
 from ovo.search.loop import Search, SearchSettings
 from ovo.search.plot import plot_pareto
 from ovo.search.result import EvaluatedArch, GenerationRecord
-from ovo.settings import plain
+from ovo.settings import plain, settings_from
 from ovo.units import format_count
 
 
@@ -84,6 +85,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out = output_dir()
     settings = SearchSettings.from_config(cfg)
+    halving_settings = settings_from(HalvingSettings, cfg.get("halving"), "halving")
     constraints = Constraints.from_dict(cfg.constraints)
     if cfg.top_k < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be at least 1")
@@ -97,13 +99,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     fabric = eval_fabric(cfg)
     dm = loaded.datamodule(cfg.get("data"))
+    halving = settings.fitness == "halving"
     evaluator = SubnetEvaluator(
         loaded.net,
-        dm.search_dataloader(),
+        # successive halving reads prefixes: a seeded, class-stratified order
+        dm.search_dataloader(stratified_seed=settings.seed if halving else None),
         fabric,
         cache=eval_settings.cache,
         max_batches=eval_settings.max_batches,
     )
+    split_images = evaluator.num_images()
     compiled = compile_for_eval(evaluator.net, cfg, fabric, dm.eval_batch_size)
     rank0 = fabric.global_rank == 0
     wb = WandbSearchLog(cfg, out, enabled=bool(cfg.wandb.enabled) and rank0)
@@ -126,11 +131,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def fitness(archs: list) -> list[float]:
         return [100.0 * s.acc1 for s in evaluator.evaluate(archs)]
 
+    def score_range(archs: list, start: int, stop: int) -> list[int]:
+        return [s.hits1 for s in evaluator.evaluate(archs, images=(start, stop))]
+
+    race = (
+        Halving(score_range, split_images, halving_settings)
+        if halving
+        else FullFitness(fitness, split_images)
+    )
     search = Search(
         space,
         cost,
         constraints,
-        fitness,
+        race,
         settings,
         state_path=out / "search_state.json",
         context={
@@ -167,11 +180,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for e, s in zip(top, final)
         ],
         "num_evaluated": len(result.evaluated),
+        "num_fully_scored": sum(e.complete for e in result.evaluated),
+        "images_scored": result.images_scored,
+        "fitness": race.settings() | {"split_images": split_images},
         "search_seconds": search_seconds,
         "eval_throughput_arch_images_per_s": evaluator.throughput,
         "archs_per_second": len(result.evaluated) / max(evaluator.seconds, 1e-9),
         "compiled_graphs": None if compiled is None else compiled.graphs,
     }
+    table = constraints.table
+    if table is not None:
+        summary["best"]["latency_ms_predicted"] = table.predict(result.best_arch)
+        summary["best"]["latency_ms_measured"] = best_latency_here(loaded, result.best_arch, table)
+        summary["latency_table"] = {"path": constraints.latency_table, **table.conditions}
     if rank0:
         atomic_write_json(out / "results.json", {**result.to_dict(top_k=cfg.top_k), **summary})
         atomic_write_text(out / "best_arch.yaml", result.best_arch.to_yaml())
@@ -185,17 +206,42 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def best_latency_here(loaded: Any, arch: Any, table: Any) -> float | None:
+    """The exported best arch's latency measured under the table's conditions, when this is the
+    machine the table was measured on (else ``None``: a number from another device would not
+    check the prediction)."""
+    from ovo.export import export_subnet
+    from ovo.latency import conditions_of, measure_model_ms, same_machine
+
+    if not same_machine(table):
+        return None
+    model = export_subnet(loaded.net.cpu(), arch).eval()
+    return measure_model_ms(model, loaded.cfg, conditions_of(table))
+
+
 def print_summary(summary: dict[str, Any], out: Path, extra: list[str] = ()) -> None:
     best = summary["best"]
     split = summary["final_split"]
     lines = [
-        f"{summary['num_evaluated']} archs evaluated in {summary['search_seconds']:.1f}s "
-        f"({summary['archs_per_second']:.2f} archs/s, "
-        f"{summary['eval_throughput_arch_images_per_s']:.0f} arch-images/s)",
+        f"{summary['num_evaluated']} archs evaluated ({summary['num_fully_scored']} on the whole "
+        f"fitness split of {summary['fitness']['split_images']} images) in "
+        f"{summary['search_seconds']:.1f}s: {summary['images_scored']:,} arch-images scored "
+        f"({summary['fitness']['mode']}, {summary['eval_throughput_arch_images_per_s']:.0f} "
+        "arch-images/s)",
         f"best arch: {format_count(best['params'])} params, {format_count(best['flops'])} MACs, "
         f"search top-1 {best['fitness']:.2f}%, {split} top-1 {best[f'{split}_acc1']:.2f}%",
         *extra,
     ]
+    if "latency_ms_predicted" in best:
+        measured = best["latency_ms_measured"]
+        lines.append(
+            f"best arch latency: {best['latency_ms_predicted']:.3g} ms predicted, "
+            + (
+                f"{measured:.3g} ms measured here"
+                if measured is not None
+                else "not measured (the table is from another machine)"
+            )
+        )
     outputs = {
         "results": out / "results.json",
         "best arch": out / "best_arch.yaml",

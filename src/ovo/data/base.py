@@ -35,6 +35,7 @@ DEFAULT_DATA_DIR = "~/.cache/ovo-data"
 # must agree on them.
 SEARCH_SPLIT_SEED = 0x5EA2C4
 VAL_SPLIT_SEED = 0x7A1_5E7
+STRATIFIED_SALT = 0x57_2A7
 SPLITS = ("train", "search", "val", "test")
 
 
@@ -309,14 +310,43 @@ class ImageClassificationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
 
-    def search_dataloader(self) -> DataLoader:
-        """The held-out search split with the eval transform (for the search's fitness)."""
+    def search_dataloader(self, stratified_seed: int | None = None) -> DataLoader:
+        """The held-out search split with the eval transform (for the search's fitness).
+
+        With ``stratified_seed`` the split comes in a seeded, class-stratified order (see
+        :func:`stratified_order`): every prefix holds the classes in equal shares, so a
+        successive-halving search can score archs on a prefix first."""
         if self.search_per_class == 0:
             raise DataError(
                 "this data config holds out no search split (data.search_per_class=0); set "
                 "data.search_per_class (e.g. 100) for training and search alike"
             )
-        return self._eval_loader("search")
+        if stratified_seed is None:
+            return self._eval_loader("search")
+        indices = self._ensure_setup()["search"]
+        labels = self._sources["search"].targets[indices]
+        order = indices[stratified_order(labels, stratified_seed)]
+        return self._loader(
+            self._datasets["search"],
+            EvalSampler(order, *self.world_rank()),
+            self.eval_batch_size,
+            False,
+        )
+
+
+def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation of ``range(len(labels))`` that deals the classes round-robin (each class
+    shuffled with ``seed``; the class order of every round shuffled too): any prefix holds every
+    class within one image of its share. A split stored class by class would otherwise give a
+    prefix of the first classes only."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(mix_seed(STRATIFIED_SALT, seed))
+    queues = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    order: list[int] = []
+    for round_ in range(max((len(q) for q in queues), default=0)):
+        members = [q[round_] for q in queues if round_ < len(q)]
+        order.extend(int(m) for m in rng.permutation(members))
+    return np.asarray(order, dtype=np.int64)
 
 
 def datamodule_from_config(config: Mapping[str, Any]) -> ImageClassificationDataModule:

@@ -37,16 +37,35 @@ def _format_bound(name: str, lo: Number | None, hi: Number | None) -> str | None
 
 @dataclass(frozen=True)
 class Constraints:
-    """Inclusive bounds on params and FLOPs (MACs); ``None`` leaves a side unbounded."""
+    """Inclusive bounds on params and FLOPs (MACs), and an upper bound on latency predicted by
+    a lookup table (:mod:`ovo.latency`); ``None`` leaves a side unbounded.
+
+    ``latency_device``, when set, is the device the table must have been measured on (a part
+    of its device name: ``cpu``, ``H100``...).
+    """
 
     params_min: int | float | str | None = None
     params_max: int | float | str | None = None
     flops_min: int | float | str | None = None
     flops_max: int | float | str | None = None
+    latency_ms_max: float | None = None
+    latency_table: str | None = None
+    latency_device: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("params_min", "params_max", "flops_min", "flops_max"):
             object.__setattr__(self, key, parse_count(getattr(self, key), key))
+        if self.latency_ms_max is not None:
+            if self.latency_ms_max <= 0:
+                raise ConfigError(
+                    f"constraints.latency_ms_max={self.latency_ms_max} must be positive"
+                )
+            if not self.latency_table:
+                raise ConfigError(
+                    "constraints.latency_ms_max needs constraints.latency_table: a table of "
+                    "measured block latencies from python -m ovo.latency"
+                )
+            self.table  # noqa: B018  (read it now: a missing or damaged file fails here)
         for kind in ("params", "flops"):
             lo, hi = getattr(self, f"{kind}_min"), getattr(self, f"{kind}_max")
             if lo is not None and hi is not None and lo > hi:
@@ -66,8 +85,18 @@ class Constraints:
         return settings_dict(self)
 
     @property
+    def table(self) -> Any:
+        """The latency table (:class:`ovo.latency.LatencyTable`) or ``None``."""
+        if self.latency_ms_max is None:
+            return None
+        from ovo.latency import load_table
+
+        return load_table(self.latency_table)
+
+    @property
     def unbounded(self) -> bool:
-        return all(v is None for v in self.to_dict().values())
+        bounds = ("params_min", "params_max", "flops_min", "flops_max", "latency_ms_max")
+        return all(getattr(self, k) is None for k in bounds)
 
     def describe(self) -> str:
         """``'params in [1M, 2M] and FLOPs <= 500M'`` (``'no constraint'`` if unbounded)."""
@@ -75,8 +104,15 @@ class Constraints:
             _format_bound("params", self.params_min, self.params_max),
             _format_bound("FLOPs", self.flops_min, self.flops_max),
         ]
+        if self.latency_ms_max is not None:
+            parts.append(f"predicted latency <= {self.latency_ms_max:g} ms")
         text = " and ".join(p for p in parts if p)
         return text or "no constraint"
+
+    def check_table(self, space: SearchSpace, cost: CostModel) -> None:
+        """Refuse a latency table measured for another space, model or device."""
+        if self.table is not None:
+            self.table.check_matches(space, cost.cfg, cost.head_dim, self.latency_device)
 
     def admits(self, params: Number, flops: Number) -> bool:
         """Whether costs ``params`` and ``flops`` lie within the bounds."""
@@ -88,10 +124,12 @@ class Constraints:
         )
 
     def satisfied(self, arch: Arch, cost: CostModel) -> bool:
-        """Whether ``arch`` is within budget (closed-form costs only)."""
+        """Whether ``arch`` is within budget (closed-form costs and table lookups only)."""
         if self.unbounded:
             return True
-        return self.admits(cost.params(arch), cost.macs(arch))
+        if not self.admits(cost.params(arch), cost.macs(arch)):
+            return False
+        return self.latency_ms_max is None or self.table.predict(arch) <= self.latency_ms_max
 
 
 def space_span(space: SearchSpace, cost: CostModel) -> tuple[int, int, int, int]:
@@ -105,10 +143,16 @@ def _infeasible(
     space: SearchSpace, cost: CostModel, constraints: Constraints, why: str = ""
 ) -> InfeasibleBudgetError:
     p_lo, p_hi, f_lo, f_hi = space_span(space, cost)
+    latency = ""
+    if constraints.table is not None:
+        latency = (
+            f" and its fastest arch is predicted at {constraints.table.fastest(space):.3g} ms "
+            f"({constraints.table.describe()})"
+        )
     return InfeasibleBudgetError(
         f"no arch of space '{space.name}' has {constraints.describe()}{why}: the space spans "
         f"{format_count(p_lo)}-{format_count(p_hi)} params and "
-        f"{format_span(f_lo, f_hi, 'MACs')}; "
+        f"{format_span(f_lo, f_hi, 'MACs')}{latency}; "
         "widen the budget"
     )
 
@@ -240,11 +284,13 @@ def check_feasible(
     """
     p_lo, p_hi, f_lo, f_hi = space_span(space, cost)
     c = constraints
+    c.check_table(space, cost)
     if (
         (c.params_max is not None and c.params_max < p_lo)
         or (c.params_min is not None and c.params_min > p_hi)
         or (c.flops_max is not None and c.flops_max < f_lo)
         or (c.flops_min is not None and c.flops_min > f_hi)
+        or (c.table is not None and c.table.fastest(space) > c.latency_ms_max)
     ):
         raise _infeasible(space, cost, c)
     if c.unbounded:
@@ -252,6 +298,8 @@ def check_feasible(
     found = _draw(space, random.Random(seed), lambda a: c.satisfied(a, cost), samples)
     if found is not None:
         return found
+    if c.table is not None and c.satisfied(c.table.fastest_arch(space), cost):
+        return c.table.fastest_arch(space)  # a tight latency budget only the fastest archs meet
     found, exhaustive = _construct(space, cost, c)
     if found is not None:
         return found

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from ovo.errors import ConfigError
 from ovo.search.constraints import Constraints, _draw, check_feasible, sample_feasible
+from ovo.search.fitness import FullFitness, Race
 from ovo.search.result import EvaluatedArch, GenerationRecord, SearchResult, rank
 from ovo.search.state import (
     STATE_FORMAT,
@@ -52,6 +53,7 @@ class SearchSettings:
     defaults), shared by the YAML, the loop, the strategies and ``results.json``."""
 
     strategy: Literal["evolution", "random"] = "evolution"
+    fitness: Literal["full", "halving"] = "full"
     seed: int = 0
     population: int = 50
     generations: int = 20
@@ -185,7 +187,8 @@ class Search:
 
     Args:
         space, cost, constraints: what may be proposed (closed-form budgets).
-        fitness: scores a list of new archs in one call (higher is better).
+        fitness: scores a list of new archs in one call (higher is better), on the whole
+            fitness split; or a :class:`~ovo.search.fitness.Race` (successive halving).
         settings: :class:`SearchSettings`; ``settings.strategy`` picks the proposal.
         state_path: where the state is saved after every generation (and resumed from).
         context: what the fitness depends on beyond these settings (checkpoint, data split): part
@@ -199,14 +202,15 @@ class Search:
         space: SearchSpace,
         cost: CostModel,
         constraints: Constraints | None,
-        fitness: Fitness,
+        fitness: Fitness | Race,
         settings: SearchSettings | None = None,
         *,
         state_path: str | Path | None = None,
         context: Mapping[str, Any] | None = None,
         on_generation: OnGeneration | None = None,
     ) -> None:
-        self.space, self.cost, self.fitness = space, cost, fitness
+        self.space, self.cost = space, cost
+        self.fitness: Race = fitness if hasattr(fitness, "race") else FullFitness(fitness)
         self.constraints = constraints if constraints is not None else Constraints()
         self.config = settings if settings is not None else SearchSettings()
         self.proposal = PROPOSALS[self.config.strategy](self.config)
@@ -235,6 +239,7 @@ class Search:
                 "seed": c.seed,
                 "max_tries": c.max_tries,
                 "context": self.context,
+                "fitness": self.fitness.settings(),
                 **self.proposal.hyper(),
             }
         )
@@ -265,6 +270,9 @@ class Search:
     def _restore(self, state: dict[str, Any]) -> None:
         self.rng = rng_from_json(state["rng_state"])
         evaluated = [EvaluatedArch.from_dict(e) for e in state["evaluated"]]
+        full = getattr(self.fitness, "images", 0)
+        # format 1 did not count images: every arch then took the whole split
+        evaluated = [replace(e, images=full) if not e.images else e for e in evaluated]
         self._cache = {e.arch: e for e in evaluated}
         self._history = [GenerationRecord.from_dict(r) for r in state["history"]]
         self._candidates = [Arch.from_dict(a) for a in state["candidates"]]
@@ -309,8 +317,15 @@ class Search:
         )
         return self.fill_random([first])
 
+    def _threshold(self) -> float | None:
+        """The fitness an arch must reach to enter the current top-k (k = ``parents``), or
+        ``None`` while fewer than k archs are scored on the whole split."""
+        ranked = self.ranked()
+        k = self.top_k_size
+        return ranked[k - 1].fitness if len(ranked) >= k else None
+
     def _evaluate(self, candidates: list[Arch], generation: int) -> list[EvaluatedArch]:
-        """One fitness call on the candidates not evaluated yet; returns the new evaluations."""
+        """One race of the candidates not evaluated yet; returns the new evaluations."""
         new = [
             a
             for a in dict.fromkeys(candidates)
@@ -318,16 +333,19 @@ class Search:
         ]
         if not new:
             return []
-        scores = list(self.fitness(list(new)))
-        if len(scores) != len(new):
-            raise ValueError(f"fitness returned {len(scores)} scores for {len(new)} archs")
+        scored = self.fitness.race(list(new), self._threshold())
         out = []
-        for arch, score in zip(new, scores):
-            value = float(score)
-            if not math.isfinite(value):
-                raise ValueError(f"fitness of {arch.short()} is {value}; it must be finite")
+        for arch, score in zip(new, scored):
+            if not math.isfinite(score.fitness):
+                raise ValueError(f"fitness of {arch.short()} is {score.fitness}; it must be finite")
             entry = EvaluatedArch(
-                arch, value, self.cost.params(arch), self.cost.macs(arch), generation
+                arch,
+                score.fitness,
+                self.cost.params(arch),
+                self.cost.macs(arch),
+                generation,
+                score.images,
+                score.complete,
             )
             self._cache[arch] = entry
             out.append(entry)
@@ -336,15 +354,16 @@ class Search:
     def _record(self, generation: int, new: list[EvaluatedArch]) -> GenerationRecord:
         ranked = self.ranked()
         top = ranked[: self.top_k_size]
+        complete = [e for e in new if e.complete]
         return GenerationRecord(
             generation=generation,
             num_new=len(new),
-            num_evaluated=len(ranked),
+            num_evaluated=len(self._cache),
             best=ranked[0],
             top_k=self.top_k_size,
             mean_top_k=sum(e.fitness for e in top) / len(top),
-            new_best_fitness=max(e.fitness for e in new) if new else None,
-            new_mean_fitness=sum(e.fitness for e in new) / len(new) if new else None,
+            new_best_fitness=max(e.fitness for e in complete) if complete else None,
+            new_mean_fitness=sum(e.fitness for e in complete) / len(complete) if complete else None,
         )
 
     def result(self) -> SearchResult:
@@ -371,8 +390,8 @@ class Search:
             self._candidates = self._first_candidates()
         for generation in range(self._next_generation, self.config.generations):
             new = self._evaluate(self._candidates, generation)
-            if not self._cache:
-                raise ValueError("the first generation evaluated no arch")
+            if not self.ranked():
+                raise ValueError("the first generation scored no arch on the whole split")
             record = self._record(generation, new)
             self._history.append(record)
             self._next_generation = generation + 1

@@ -11,18 +11,27 @@ from ovo.search.pareto import pareto_front
 from ovo.space import Arch
 
 RESULT_FORMAT = "ovo.search.result"
-RESULT_VERSION = 1
+# 2: evaluations carry `images` and `complete`; `images_scored`, `num_fully_scored` added; best,
+# top-k and fronts are over completely scored archs (all of them with fitness=full)
+RESULT_VERSION = 2
 
 
 @dataclass(frozen=True)
 class EvaluatedArch:
-    """One evaluated arch: its fitness, closed-form costs and the generation that evaluated it."""
+    """One evaluated arch: its fitness, closed-form costs and the generation that evaluated it.
+
+    ``images`` is how many fitness images it was scored on; ``complete`` says whether that was
+    the whole split (always with ``fitness=full``). Only complete archs rank (best, top-k,
+    parents, Pareto fronts); the others keep their partial accuracy as ``fitness``.
+    """
 
     arch: Arch
     fitness: float
     params: int
     flops: int
     generation: int
+    images: int = 0
+    complete: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +40,8 @@ class EvaluatedArch:
             "params": self.params,
             "flops": self.flops,
             "generation": self.generation,
+            "images": self.images,
+            "complete": self.complete,
         }
 
     @classmethod
@@ -41,6 +52,8 @@ class EvaluatedArch:
             int(data["params"]),
             int(data["flops"]),
             int(data["generation"]),
+            int(data.get("images", 0)),  # format 1 did not record it
+            bool(data.get("complete", True)),
         )
 
 
@@ -94,10 +107,12 @@ class GenerationRecord:
 
 
 def rank(evaluated: list[EvaluatedArch]) -> list[EvaluatedArch]:
-    """By decreasing fitness; equal fitness ranks the cheaper arch first (fewer params, then
-    fewer FLOPs: on a finite split, ties are common and the smaller arch is the better pick),
-    and full ties keep evaluation order so the ranking is deterministic."""
-    return sorted(evaluated, key=lambda e: (-e.fitness, e.params, e.flops))
+    """The completely scored archs by decreasing fitness; equal fitness ranks the cheaper arch
+    first (fewer params, then fewer FLOPs: on a finite split, ties are common and the smaller
+    arch is the better pick), and full ties keep evaluation order so the ranking is
+    deterministic."""
+    complete = [e for e in evaluated if e.complete]
+    return sorted(complete, key=lambda e: (-e.fitness, e.params, e.flops))
 
 
 @dataclass
@@ -113,9 +128,15 @@ class SearchResult:
 
     @property
     def best(self) -> EvaluatedArch:
-        if not self.evaluated:
-            raise ValueError("the search evaluated no arch")
-        return rank(self.evaluated)[0]
+        ranked = rank(self.evaluated)
+        if not ranked:
+            raise ValueError("the search scored no arch on the whole fitness split")
+        return ranked[0]
+
+    @property
+    def images_scored(self) -> int:
+        """Arch x image forwards the search's fitness took."""
+        return sum(e.images for e in self.evaluated)
 
     @property
     def best_arch(self) -> Arch:
@@ -128,7 +149,8 @@ class SearchResult:
         """Archs not dominated in (fitness up, ``cost`` down), by increasing cost."""
         if cost not in ("params", "flops"):
             raise ValueError(f"cost must be 'params' or 'flops', got {cost!r}")
-        return pareto_front(self.evaluated, lambda e: e.fitness, lambda e: getattr(e, cost))
+        complete = [e for e in self.evaluated if e.complete]
+        return pareto_front(complete, lambda e: e.fitness, lambda e: getattr(e, cost))
 
     @property
     def pareto_params(self) -> list[EvaluatedArch]:
@@ -148,7 +170,9 @@ class SearchResult:
             "constraints": self.constraints.to_dict(),
             "settings": self.settings,
             "num_evaluated": len(self.evaluated),
-            "best": self.best.to_dict() if self.evaluated else None,
+            "num_fully_scored": sum(e.complete for e in self.evaluated),
+            "images_scored": self.images_scored,
+            "best": self.best.to_dict() if rank(self.evaluated) else None,
             "top_k": [e.to_dict() for e in self.top_k(top_k)],
             "pareto_params": [e.to_dict() for e in self.pareto_params],
             "pareto_flops": [e.to_dict() for e in self.pareto_flops],

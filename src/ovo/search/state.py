@@ -13,7 +13,9 @@ from ovo.atomic import atomic_write_json
 from ovo.errors import ConfigError
 
 STATE_FORMAT = "ovo.search.state"
-STATE_VERSION = 1
+# 2: settings say how fitness is scored ("fitness"), evaluations how many images they took and
+# whether that was the whole split. 1 (before successive halving) is read and upgraded.
+STATE_VERSION = 2
 
 
 def save_state(path: str | Path, state: Mapping[str, Any]) -> None:
@@ -57,6 +59,15 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
     return diffs
 
 
+def upgrade_state_v1(state: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state as version 2: its search scored every arch on the whole split."""
+    state = dict(state)
+    state["settings"] = {**state.get("settings", {}), "fitness": {"mode": "full"}}
+    state["fingerprint"] = fingerprint(canonical(state["settings"]))
+    state["version"] = STATE_VERSION
+    return state
+
+
 def load_state(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Read a state file and check it was written by a search with the same ``settings``."""
     path = Path(path)
@@ -68,10 +79,14 @@ def load_state(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
         ) from err
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ConfigError(f"{path} is not an ovo search state file; pass another state path")
-    if state.get("version") != STATE_VERSION:
+    version = state.get("version")
+    if version == 1:
+        state = upgrade_state_v1(state)
+    elif version != STATE_VERSION:
         raise ConfigError(
-            f"search state {path} has format version {state.get('version')}, this ovo reads "
-            f"version {STATE_VERSION}; delete it to start over"
+            f"search state {path} has format version {version}, this ovo reads versions 1 to "
+            f"{STATE_VERSION} (a newer ovo wrote it?); use that ovo, or delete the file to start "
+            "over"
         )
     current = canonical(settings)
     if state.get("fingerprint") != fingerprint(current) or state.get("settings") != current:

@@ -1,0 +1,115 @@
+"""``python -m ovo.latency space=tiny``: a latency lookup table of the space's building blocks
+on this device (see :mod:`ovo.latency`).
+
+Writes ``latency_table.json`` (keyed by device, threads, dtype, batch, tokens, torch version,
+space and model settings) and, with ``verify`` > 0, measures that many random exported subnets
+whole and prints the table's prediction error against them.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from ovo.atomic import atomic_write_json
+from ovo.commands.base import hydra_command, output_dir, print_outputs
+from ovo.errors import ConfigError
+from ovo.export import export_subnet
+from ovo.latency import DTYPES, Conditions, measure_model_ms, measure_table
+from ovo.settings import plain
+from ovo.space import SearchSpace
+from ovo.supernet import SuperViT, ViTConfig
+
+
+def target_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device={name}: not a torch device (cpu, cuda, cuda:1...)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={name}: this machine has no CUDA GPU; measure on the device you deploy to"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name}: use cpu or cuda")
+    return device
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype={cfg.dtype}: use one of {', '.join(DTYPES)}")
+    for key in ("batch_size", "repeats"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]} must be at least 1")
+    if cfg.warmup < 0 or cfg.verify < 0:
+        raise ConfigError("warmup and verify must be >= 0")
+    device = target_device(str(cfg.device))
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise ConfigError(f"threads={cfg.threads} must be at least 1")
+        torch.set_num_threads(int(cfg.threads))
+    if cfg.ckpt_path:
+        from ovo.checkpoint import load_supernet
+
+        loaded = load_supernet(cfg.ckpt_path)
+        space, vit = loaded.space, loaded.cfg
+        print(f"space '{space.name}' and model settings from {cfg.ckpt_path}", flush=True)
+    else:
+        space = SearchSpace.from_dict(plain(cfg.space))
+        vit = ViTConfig.from_dict(plain(cfg.model) | {"drop_path_rate": 0.0})
+    cond = Conditions(
+        device, DTYPES[cfg.dtype], int(cfg.batch_size), int(cfg.repeats), int(cfg.warmup)
+    )
+
+    from rich.progress import track
+
+    table = measure_table(
+        space,
+        vit,
+        space.head_dim,
+        cond,
+        progress=lambda it: track(it, description="timing block shapes", transient=True),
+    )
+    out = output_dir()
+    path = out / "latency_table.json"
+    report: dict[str, Any] = {"table": str(path), "conditions": table.conditions}
+    lines = [
+        f"{len(table.block_ms)} block shapes, {len(table.stem_ms)} embed dims: {table.describe()}"
+    ]
+    if cfg.verify:
+        torch.manual_seed(cfg.seed)
+        net = SuperViT(space, vit)
+        rng = random.Random(f"ovo-latency/{cfg.seed}")
+        rows = []
+        for _ in range(int(cfg.verify)):
+            arch = space.sample(rng)
+            measured = measure_model_ms(export_subnet(net, arch).eval(), vit, cond)
+            predicted = table.predict(arch)
+            rows.append(
+                {
+                    "arch": arch.to_dict(),
+                    "predicted_ms": predicted,
+                    "measured_ms": measured,
+                    "error": predicted / measured - 1,
+                }
+            )
+        errors = [abs(r["error"]) for r in rows]
+        report["verify"] = {
+            "subnets": rows,
+            "mean_abs_error": statistics.fmean(errors),
+            "max_abs_error": max(errors),
+        }
+        lines.append(
+            f"prediction error on {len(rows)} random exported subnets: mean "
+            f"{100 * statistics.fmean(errors):.1f}%, max {100 * max(errors):.1f}%"
+        )
+    atomic_write_json(path, table.to_dict() | {"verify": report.get("verify")})
+    print_outputs("ovo latency table written", {"table": path}, lines)
+    return report
+
+
+main = hydra_command("latency", run)

@@ -1,0 +1,291 @@
+"""Latency lookup tables: what each building block of an exported subnet costs on one device.
+
+An exported subnet is a stock timm ``VisionTransformer``: a stem (patch embedding, cls token,
+position embedding), one ``Block`` per layer, and a head (final norm and classifier). A table
+holds the measured latency of the stem and the head at every embed dim of a space, and of a
+block at every block shape (embed dim x heads x MLP hidden), for one device, thread count,
+dtype, batch size and token count. A subnet's predicted latency is the sum over its parts (as
+once-for-all's latency tables): microseconds to evaluate, so a search can keep a latency budget
+on every candidate it draws.
+
+``python -m ovo.latency`` builds a table; ``constraints.latency_ms_max`` with
+``constraints.latency_table=PATH`` makes the search keep under it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ovo.errors import ConfigError
+from ovo.space import Arch, SearchSpace, mlp_hidden
+from ovo.supernet.config import ViTConfig
+
+TABLE_FORMAT = "ovo.latency_table"
+TABLE_VERSION = 1
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# model settings a table's numbers depend on (the token count, the head's width)
+MODEL_KEYS = ("img_size", "patch_size", "in_chans", "num_classes", "global_pool")
+
+
+def device_name(device: torch.device) -> str:
+    """A stable name of the hardware behind ``device`` (the GPU's, or the CPU's model)."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                model,
+            )
+    except OSError:
+        pass
+    return f"cpu: {model}"
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured milliseconds per building block (see the module docstring)."""
+
+    conditions: dict[str, Any]  # device, threads, dtype, batch, tokens, torch, space, model
+    stem_ms: dict[int, float]
+    block_ms: dict[tuple[int, int, int], float]
+    head_ms: dict[int, float]
+    path: str = field(default="", compare=False)
+
+    # ---- prediction ---------------------------------------------------------------------
+    def predict(self, arch: Arch) -> float:
+        """Predicted milliseconds of ``arch`` exported and run under the table's conditions."""
+        e = arch.embed_dim
+        try:
+            total = self.stem_ms[e] + self.head_ms[e]
+            for h, r in zip(arch.num_heads, arch.mlp_ratio):
+                total += self.block_ms[(e, h, mlp_hidden(e, r))]
+        except KeyError as err:
+            raise ConfigError(
+                f"latency table {self.path or ''} has no entry for {err.args[0]} of arch "
+                f"{arch.short()}: it was measured for another space; build one for this space "
+                "(python -m ovo.latency)"
+            ) from None
+        return total
+
+    def fastest_arch(self, space: SearchSpace) -> Arch:
+        """The arch of ``space`` with the least predicted latency (exact: the parts add up)."""
+        best: tuple[float, Arch] | None = None
+        for e in space.embed_dim:
+            ms, h, r = min(
+                (self.block_ms[(e, h, mlp_hidden(e, r))], h, r)
+                for h in space.num_heads
+                for r in space.mlp_ratio
+            )
+            arch = Arch.uniform(e, space.depth[0], h, r)
+            total = self.stem_ms[e] + self.head_ms[e] + space.depth[0] * ms
+            if best is None or total < best[0]:
+                best = (total, arch)
+        assert best is not None
+        return best[1]
+
+    def fastest(self, space: SearchSpace) -> float:
+        """The least latency any arch of ``space`` is predicted to have."""
+        return self.predict(self.fastest_arch(space))
+
+    def describe(self) -> str:
+        c = self.conditions
+        return (
+            f"{c['device']}, {c['threads']} threads, {c['dtype']}, batch {c['batch']}, "
+            f"{c['tokens']} tokens"
+        )
+
+    # ---- checks ---------------------------------------------------------------------------
+    def check_matches(
+        self, space: SearchSpace, cfg: ViTConfig, head_dim: int, device: str | None = None
+    ) -> None:
+        """Refuse (one :class:`ConfigError`) a table measured for another space or model, or on
+        another device than ``device`` (a substring of its device name, e.g. ``cpu``, ``H100``)."""
+        c, where = self.conditions, self.path or "the latency table"
+        mine = {k: v for k, v in space.to_dict().items() if k != "name"}
+        theirs = {k: v for k, v in c["space"].items() if k != "name"}
+        if mine != theirs:
+            raise ConfigError(
+                f"{where} was measured for space '{c['space'].get('name')}' {theirs}, not for "
+                f"space '{space.name}' {mine}; build a table for it: python -m ovo.latency "
+                f"space={space.name} (or ckpt_path=<the checkpoint>)"
+            )
+        model = {k: getattr(cfg, k) for k in MODEL_KEYS} | {"head_dim": head_dim}
+        diffs = [
+            f"{k}: {c['model'].get(k)} there, {v} here"
+            for k, v in model.items()
+            if c["model"].get(k) != v
+        ]
+        if diffs:
+            raise ConfigError(
+                f"{where} was measured for other model settings ({'; '.join(diffs)}); build "
+                "one with the checkpoint's settings (python -m ovo.latency ckpt_path=...)"
+            )
+        if device and device.lower() not in c["device"].lower():
+            raise ConfigError(
+                f"{where} was measured on '{c['device']}', not on a '{device}' device; build "
+                "one on the device you deploy to (python -m ovo.latency device=...)"
+            )
+
+    # ---- files ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_VERSION,
+            "conditions": self.conditions,
+            "stem_ms": {str(e): v for e, v in sorted(self.stem_ms.items())},
+            "block_ms": {"-".join(map(str, k)): v for k, v in sorted(self.block_ms.items())},
+            "head_ms": {str(e): v for e, v in sorted(self.head_ms.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "") -> LatencyTable:
+        if data.get("format") != TABLE_FORMAT:
+            raise ConfigError(f"{path} is not an ovo latency table (python -m ovo.latency)")
+        if data.get("version") != TABLE_VERSION:
+            raise ConfigError(
+                f"{path} is a latency table of format {data.get('version')}; this ovo reads "
+                f"{TABLE_VERSION}: rebuild it with python -m ovo.latency"
+            )
+        try:
+            return cls(
+                dict(data["conditions"]),
+                {int(e): float(v) for e, v in data["stem_ms"].items()},
+                {
+                    tuple(int(p) for p in k.split("-")): float(v)
+                    for k, v in data["block_ms"].items()
+                },
+                {int(e): float(v) for e, v in data["head_ms"].items()},
+                path,
+            )
+        except (KeyError, ValueError, AttributeError) as err:
+            raise ConfigError(f"{path} is a damaged latency table ({err}); rebuild it") from err
+
+
+@cache
+def load_table(path: str) -> LatencyTable:
+    """A latency table file (read once per process)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"latency table {path} does not exist; build one with python -m ovo.latency "
+            "space=... and pass its latency_table.json"
+        )
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"latency table {path} cannot be read ({err}); rebuild it") from err
+    return LatencyTable.from_dict(data, str(path))
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Conditions:
+    """What a measurement runs under."""
+
+    device: torch.device
+    dtype: torch.dtype
+    batch: int
+    repeats: int = 20
+    warmup: int = 5
+
+    def context(self) -> Any:
+        enabled = self.dtype != torch.float32
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
+
+
+def time_ms(fn: Callable[[], Any], cond: Conditions) -> float:
+    """Median milliseconds of ``fn()`` (after warm-up; CUDA synchronised)."""
+    cuda = cond.device.type == "cuda"
+    with torch.inference_mode(), cond.context():
+        for _ in range(cond.warmup):
+            fn()
+        times = []
+        for _ in range(cond.repeats):
+            if cuda:
+                torch.cuda.synchronize(cond.device)
+            start = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize(cond.device)
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def measure_table(
+    space: SearchSpace,
+    cfg: ViTConfig,
+    head_dim: int,
+    cond: Conditions,
+    progress: Callable[[Any], Any] = lambda it: it,
+) -> LatencyTable:
+    """Time the stem and head at every embed dim and a block at every block shape of ``space``,
+    as timm modules (what export produces), under ``cond``."""
+    from ovo.export.timm_vit import build_timm_vit
+    from ovo.supernet.compile import block_shapes
+
+    torch.manual_seed(0)
+    stem_ms, head_ms, block_ms = {}, {}, {}
+    x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
+    shapes = block_shapes(space)
+    for e, h, hidden in progress(shapes):
+        ratio = hidden / e
+        if mlp_hidden(e, ratio) != hidden:  # a ratio that rounds differently: use the space's
+            ratio = next(r for r in space.mlp_ratio if mlp_hidden(e, r) == hidden)
+        vit = build_timm_vit(Arch(e, (h,), (ratio,)), cfg, head_dim).to(cond.device).eval()
+        tokens = torch.randn(cond.batch, cfg.num_tokens, e, device=cond.device)
+        block_ms[(e, h, hidden)] = time_ms(lambda v=vit, t=tokens: v.blocks[0](t), cond)
+        if e not in stem_ms:
+            stem_ms[e] = time_ms(lambda v=vit: v._pos_embed(v.patch_embed(x)), cond)
+            head_ms[e] = time_ms(lambda v=vit, t=tokens: v.forward_head(v.norm(t)), cond)
+    conditions = {
+        "device": device_name(cond.device),
+        "device_type": cond.device.type,
+        "threads": torch.get_num_threads(),
+        "dtype": str(cond.dtype).removeprefix("torch."),
+        "batch": cond.batch,
+        "tokens": cfg.num_tokens,
+        "torch": torch.__version__,
+        "host": platform.node() or os.uname().nodename,
+        "space": space.to_dict(),
+        "model": {k: getattr(cfg, k) for k in MODEL_KEYS} | {"head_dim": head_dim},
+        "repeats": cond.repeats,
+    }
+    return LatencyTable(conditions, stem_ms, block_ms, head_ms)
+
+
+def measure_model_ms(model: torch.nn.Module, cfg: ViTConfig, cond: Conditions) -> float:
+    """Milliseconds of a whole (exported) model's forward under ``cond``."""
+    model = model.to(cond.device).eval()
+    x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
+    return time_ms(lambda: model(x), cond)
+
+
+def conditions_of(table: LatencyTable, repeats: int = 20, warmup: int = 5) -> Conditions:
+    """The measuring conditions a table was built under, to measure a whole model the same way."""
+    c = table.conditions
+    device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
+    return Conditions(device, DTYPES[c["dtype"]], int(c["batch"]), repeats, warmup)
+
+
+def same_machine(table: LatencyTable) -> bool:
+    """Whether this process runs on the device (and thread count) the table was measured on."""
+    c = table.conditions
+    device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return False
+    return device_name(device) == c["device"] and (
+        device.type == "cuda" or torch.get_num_threads() == c["threads"]
+    )
