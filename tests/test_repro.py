@@ -52,11 +52,88 @@ def test_repro_preset_runs_a_few_steps_on_real_cifar10(tmp_path):
     assert set(summary["panel"]) == {"min", "max"}
 
 
-def test_repro_methods_differ_only_in_distillation():
+def test_repro_methods_differ_only_in_distillation_and_pin_every_setting():
+    from ovo.distill import DistillConfig
+
     repro = _load_script()
-    assert set(repro.METHODS) == {"autoformer", "autoformer_x2", "ovo", "ovo_max"}
+    assert {"autoformer", "autoformer_x2", "ovo", "ovo_max", "ovo_a05", "ovo_adiv"} <= set(
+        repro.METHODS
+    )
+    keys = set(DistillConfig.__dataclass_fields__)
     for overrides in repro.METHODS.values():
-        assert all(o.startswith("distill") for o in overrides)
+        assert all(o.startswith("distill.") for o in overrides)
+        assert {o.split("=")[0].removeprefix("distill.") for o in overrides} == keys
+    # pinned at today's defaults: `ovo` is the default config, whatever the defaults become
+    assert repro.PINNED == {k: getattr(DistillConfig(), k) for k in keys}
+
+
+def test_paired_statistics_and_the_alpha_rule():
+    repro = _load_script()
+
+    def run(mean):
+        return {"split_panel_mean_acc1": {"val": mean}, "panel_mean_acc1": mean}
+
+    data = {
+        "preset": "repro_cifar10_gpu",
+        "seeds": {
+            "0": {"ovo": run(69.0), "ovo_a05": run(69.5)},
+            "1": {"ovo": run(70.0), "ovo_a05": run(70.9)},
+            "2": {"ovo": run(65.0), "ovo_a05": run(65.1)},
+        },
+    }
+    pair = repro.paired(data, "ovo_a05", "ovo")
+    assert pair["per_seed"] == pytest.approx({"0": 0.5, "1": 0.9, "2": 0.1})
+    assert pair["mean"] == pytest.approx(0.5) and pair["se"] == pytest.approx(0.4 / 3**0.5)
+    assert (pair["wins"], pair["losses"]) == (3, 0) and pair["sign_test_p"] == pytest.approx(0.25)
+    assert repro.alpha_rule(data)["default_alpha"] == 0.5  # won every seed
+    data["seeds"]["2"]["ovo_a05"] = run(64.0)
+    rule = repro.alpha_rule(data)
+    assert rule["decided"] and rule["default_alpha"] == 1.0  # lost one; +0.13 < 2 SE
+    del data["seeds"]["2"]
+    assert not repro.alpha_rule(data)["decided"]  # two seeds are not enough
+
+
+@needs_cifar10
+def test_repro_runner_smoke_gpu_preset_on_cpu(tmp_path):
+    root = extract_cifar10_subset(tmp_path / "cifar10", {"train": 12, "test": 4})
+    repro = _load_script()
+    out = tmp_path / "repro"
+    repro.main(
+        [
+            "--preset",
+            "repro_cifar10_gpu",
+            "--methods",
+            "ovo",
+            "ovo_a05",
+            "--panel-only",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+            *[
+                arg
+                for o in (
+                    "trainer=cpu",
+                    f"data.root={root}",
+                    "data.search_per_class=2",
+                    "data.val_per_class=2",
+                    "data.batch_size=16",
+                    "data.num_workers=0",
+                    "data.persistent_workers=false",
+                    "trainer.max_epochs=1",
+                    "trainer.check_val_every_n_epoch=1",
+                )
+                for arg in ("--train-override", o)
+            ],
+        ]
+    )
+    report = json.loads((out / "report.json").read_text())
+    seed = report["seeds"]["0"]
+    assert report["preset"] == "repro_cifar10_gpu" and report["reported_split"] == "test"
+    assert set(seed["ovo"]["split_panel_mean_acc1"]) == {"val", "test"}
+    assert (out / "seed0" / "ovo" / "panel_test" / "done.json").is_file()
+    text = (out / "report.md").read_text()
+    assert "ovo_a05 - ovo" in text and "not decided" in text and report["hardware"]["torch"]
 
 
 @pytest.mark.slow

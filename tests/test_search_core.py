@@ -112,6 +112,9 @@ def test_constraints_parse_human_units_and_reject_bad_values():
         "params_max": 5_500_000,
         "flops_min": 1_200_000_000,
         "flops_max": None,
+        "latency_ms_max": None,
+        "latency_table": None,
+        "latency_device": None,
     }
     assert Constraints.from_dict({"flops_max": "300k", "params_max": None}).flops_max == 300_000
     assert Constraints.from_dict(None).unbounded
@@ -351,12 +354,20 @@ def test_state_layout(nano, tmp_path):
     search = evolution(nano, CountingFitness(), state_path=state, generations=2)
     search.run()
     data = json.loads(state.read_text())
-    assert data["format"] == "ovo.search.state" and data["version"] == 1
+    assert data["format"] == "ovo.search.state" and data["version"] == 2
     assert data["settings"] == search.settings and data["settings"]["strategy"] == "evolution"
     assert len(data["fingerprint"]) == 16 and data["complete"] and data["generation"] == 1
     rng = random.Random()
     rng.setstate((data["rng_state"][0], tuple(data["rng_state"][1]), data["rng_state"][2]))
-    assert set(data["evaluated"][0]) == {"arch", "fitness", "params", "flops", "generation"}
+    assert set(data["evaluated"][0]) == {
+        "arch",
+        "fitness",
+        "params",
+        "flops",
+        "generation",
+        "images",
+        "complete",
+    }
     assert data["candidates"] == [] and len(data["history"]) == 2
 
 

@@ -324,3 +324,51 @@ def test_latency_mistakes_are_one_line(checkpoint, tmp_path, capsys):
     for extra, needle in ((["device=cuda:7"], "no CUDA GPU"), (["dtype=int8"], "dtype=int8")):
         assert run_module("ovo.latency", [f"ckpt_path={checkpoint}", *extra]) == 2
         assert needle in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three real commands in subprocesses
+def test_the_search_cost_benchmark_runs(checkpoint, tmp_path):
+    import importlib.util
+    import sys
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("search_cost", REPO / "bench" / "search_cost.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["search_cost"] = bench
+    spec.loader.exec_module(bench)
+    report = bench.main(
+        [
+            "--ckpt",
+            str(checkpoint),
+            "--seeds",
+            "0",
+            "--params-max",
+            "1G",
+            "--population",
+            "8",
+            "--generations",
+            "2",
+            "--extra",
+            "halving.min_images=20",
+            "--extra",
+            "parents=3",
+            "--extra",
+            "mutations=2",
+            "--extra",
+            "crossovers=2",
+            "--space",
+            "nano",
+            "--img-size",
+            "32",
+            "--patch-size",
+            "8",
+            "--verify",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    row = report["halving"]["rows"][0]
+    assert row["halving_images"] < row["full_images"] and 0 < row["top10_overlap"] <= 1
+    assert report["latency"]["subnets"] == 2 and (tmp_path / "report.json").is_file()

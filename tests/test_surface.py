@@ -52,6 +52,8 @@ README_LINES = [
 ]
 CONFIG_OF = {"ovo.train": "train", "ovo.search": "search", "ovo.evaluate": "evaluate"}
 CONFIG_OF["ovo.export"] = "export"
+# commands added after 465a06b (their README lines are checked by the current-README test)
+CONFIG_OF |= {"ovo.rank": "rank", "ovo.latency": "latency"}
 
 MICRO = [
     "space.name=micro",

@@ -194,13 +194,14 @@ def test_ddp_two_cpu_processes_sample_identical_archs(tmp_path):
     assert {r["rank"] for r in r1} == {1}
 
 
-def test_multirun_two_jobs(tmp_path):
+def test_multirun_two_jobs_and_the_sweep_summary(tmp_path):
     args = [
         "-m",
         *FAST,
         "trainer.max_epochs=1",
         "distill.alpha=0.3,0.7",
         f"hydra.sweep.dir={tmp_path}/sweep",
+        "+hydra.callbacks.summary._target_=ovo.sweep.SweepSummary",
     ]
     proc = run_cli("ovo.train", args, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,6 +210,17 @@ def test_multirun_two_jobs(tmp_path):
         assert (job_dir / "checkpoints" / "last.ckpt").is_file()
         ckpt = torch.load(job_dir / "checkpoints" / "last.ckpt", weights_only=True)
         assert ckpt["hyper_parameters"]["distill"]["alpha"] == alpha
+    summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+    assert sorted(r["job"] for r in summary["jobs"]) == ["0", "1"]
+    means = [r["panel_mean_acc1"] for r in summary["jobs"]]
+    assert means == sorted(means, reverse=True) and all(0 <= m <= 100 for m in means)
+    for row in summary["jobs"]:
+        panel = json.loads((tmp_path / "sweep" / row["job"] / "panel.json").read_text())["panel"]
+        assert row["panel_mean_acc1"] == pytest.approx(
+            100 * sum(v["acc1"] for v in panel.values()) / len(panel)
+        )
+    assert "distill.alpha=" in (tmp_path / "sweep" / "summary.md").read_text()
+    assert "panel mean" in proc.stdout
 
 
 def test_module_checkpoint_is_self_describing(tmp_path):

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from ovo import hydra_ddp
 from ovo.archspec import parse_one_arch
+from ovo.atomic import atomic_write_json
 from ovo.checkpoint import RecordTraining, load_supernet
 from ovo.commands.base import check_writable, hydra_command, print_outputs
 from ovo.data import datamodule_from_config
@@ -131,6 +132,9 @@ def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str
     if cfg.get("test_after_fit"):
         trainer.test(module, datamodule=datamodule, ckpt_path="best")
     summary = summarize(trainer, module, output_dir)
+    if trainer.is_global_zero and summary["panel"]:
+        # the last validation panel, for sweep summaries (ovo.sweep) and scripts
+        atomic_write_json(Path(output_dir) / "panel.json", {"panel": summary["panel"]})
     _finish_wandb()
     return summary
 

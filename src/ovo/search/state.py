@@ -60,9 +60,15 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 
 
 def upgrade_state_v1(state: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 state as version 2: its search scored every arch on the whole split."""
+    """A version-1 state as version 2: its search scored every arch on the whole split and had
+    no latency budget."""
     state = dict(state)
-    state["settings"] = {**state.get("settings", {}), "fitness": {"mode": "full"}}
+    settings = dict(state.get("settings", {}))
+    settings["fitness"] = {"mode": "full"}
+    # version 1 had no latency budget
+    latency = {"latency_ms_max": None, "latency_table": None, "latency_device": None}
+    settings["constraints"] = {**settings.get("constraints", {}), **latency}
+    state["settings"] = settings
     state["fingerprint"] = fingerprint(canonical(state["settings"]))
     state["version"] = STATE_VERSION
     return state
