@@ -41,7 +41,7 @@ class CompileOptions:
 
     backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
     mode: str | None = None
-    warmup: bool = False
+    warmup: bool = True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CompileOptions:
