@@ -58,6 +58,28 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
     assert compiled_graph_count() == compiled.graphs
 
 
+def test_warm_up_compiles_exactly_the_graphs_real_steps_use():
+    torch.manual_seed(0)
+    net = SuperViT(SPACE, CFG)
+    compiled = net.compile_blocks(backend="aot_eager")
+    shapes = len(block_shapes(SPACE))
+    compiled.warm_up(net, 4, train=True, progress=False)
+    compiled.warm_up(net, 4, train=False, progress=False)
+    assert compiled.graphs == 2 * shapes and compiled.warmup_seconds > 0
+    assert all(p.grad is None for p in net.parameters())  # warm-up leaves no gradient
+    rng = random.Random(1)
+    net.train()
+    for _ in range(20):
+        archs = sample_step_archs(SPACE, DistillConfig(), rng)
+        x = torch.randn(3, 3, 16, 16)
+        (net(x, archs.teacher).sum() + net(x, archs.students[0]).sum()).backward()
+    net.eval()
+    with torch.inference_mode():
+        for arch in (SPACE.min_arch, SPACE.max_arch, SPACE.sample(rng)):
+            net(torch.randn(2, 3, 16, 16), arch)
+    assert compiled.graphs == 2 * shapes  # nothing compiled after the warm-up
+
+
 def _cpp_compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 

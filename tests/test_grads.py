@@ -63,6 +63,24 @@ def test_slice_gradients_equal_autograd_step_after_step():
             assert fast.blocks[1].attn.qkv.weight.grad is None
 
 
+def test_accumulation_and_autocast_equal_autograd():
+    """Two micro-batches accumulated under bf16 autocast (the cast fused into the slice): the
+    in-place gradients equal autograd's slicing of the same casts."""
+    fast, ref = make_net(), make_net()
+    ref.use_autograd_slices()
+    SliceGrads(fast.parameters())
+    rng = random.Random(3)
+    for _ in range(2):
+        archs = sample_step_archs(SPACE, DistillConfig(), rng)
+        x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 5, (4,))
+        for net in (fast, ref):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = ovo_loss(net, x, y, archs.teacher, archs.students[0])
+            loss.backward()
+    assert_same_grads(grads(fast), grads(ref), atol=1e-5)
+    assert fast.blocks[0].attn.qkv.weight.grad.dtype == torch.float32
+
+
 def test_zero_clears_every_written_region():
     net = make_net()
     buffers = SliceGrads(net.parameters())
@@ -74,6 +92,13 @@ def test_zero_clears_every_written_region():
     label_loss(net(x, SPACE.min_arch), y).backward()
     w = net.blocks[0].mlp.fc1.weight
     assert w.grad is not None and float(w.grad[16:].abs().sum()) == 0.0  # outside min's slice
+    whole = SliceGrads(net.parameters(), zero_whole=True)  # takes the parameters over
+    assert all(p.grad is None for p in net.parameters())
+    label_loss(net(x, SPACE.min_arch), y).backward()
+    w.grad[30:].fill_(float("nan"))  # e.g. gradient clipping by a NaN norm (fp16 overflow)
+    whole.zero_()
+    label_loss(net(x, SPACE.min_arch), y).backward()
+    assert torch.isfinite(w.grad).all()
 
 
 def _ddp_worker(rank: int, world: int, init_file: str, out: str, batch) -> None:

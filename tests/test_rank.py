@@ -91,6 +91,8 @@ def test_band_is_within_its_width(nano):
     assert all(abs(cost.params(a) - 0.6e6) <= 0.05 * 0.6e6 for a in default.values())
     with pytest.raises(InfeasibleBudgetError, match="widen the band"):
         parse_arch_spec("band:5@0.1M:1%", space, cost=cost)
+    with pytest.raises(ConfigError, match="again"):
+        parse_arch_spec(["random:2", "random:3"], space, cost=cost)  # would share names
     for bad in ("band:3", "band:x@1M", "band:3@1M:2", "stratified:0"):
         with pytest.raises(ConfigError):
             parse_arch_spec(bad, space, cost=cost)
@@ -184,6 +186,15 @@ def test_rank_end_to_end_and_resume(trained, tmp_path, capsys):
     assert all(
         d.read_bytes() == before[d] for d in before if d.exists() and "max/seed0" not in str(d)
     )
+
+    # the same name with other archs is refused before anything is written or trained
+    archs_file = out / "archs" / "random000.yaml"
+    kept = archs_file.read_bytes()
+    other = [a if not a.startswith("archs=") else "archs=[min,max,random:1]" for a in args]
+    assert run_module("ovo.rank", [*other, "seed=5"]) == 2
+    err = capsys.readouterr().err
+    assert "another arch" in err and "name=" in err, err[-1500:]
+    assert archs_file.read_bytes() == kept
 
 
 def test_rank_refuses_bad_input(trained, tmp_path, capsys):

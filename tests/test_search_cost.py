@@ -233,6 +233,8 @@ def test_latency_budget_and_its_errors(tmp_path):
         check_feasible(MICRO, cost, too_fast)
     with pytest.raises(ConfigError, match="needs constraints.latency_table"):
         Constraints(latency_ms_max=3.0)
+    with pytest.raises(ConfigError, match="latency_ms_max is not"):
+        Constraints(latency_table=str(path))
     with pytest.raises(ConfigError, match="does not exist"):
         Constraints(latency_ms_max=3.0, latency_table=str(tmp_path / "nope.json"))
 

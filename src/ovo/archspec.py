@@ -43,7 +43,14 @@ def parse_arch_spec(
     if isinstance(spec, list | tuple):
         out: dict[str, Arch] = {}
         for item in spec:
-            out.update(parse_arch_spec(item, space, seed, key, cost))
+            named = parse_arch_spec(item, space, seed, key, cost)
+            twice = sorted(set(named) & set(out))
+            if twice:
+                raise ConfigError(
+                    f"{key}: {item} names {', '.join(twice)} again (two items of one kind, e.g. "
+                    "two band: or random: specs, share names); give one item of each kind"
+                )
+            out.update(named)
         return out
     if isinstance(spec, dict):
         return {"custom": space.validate(Arch.from_dict(spec))}

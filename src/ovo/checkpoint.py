@@ -116,9 +116,10 @@ class LoadedSupernet:
         ``ovo.rank`` trains standalone subnets from it."""
         if self.record is None:
             raise CheckpointError(
-                f"{self.path} predates ovo's training record (checkpoint format 1): it does not "
-                "say its training recipe; retrain it with this ovo, or train subnets yourself "
-                "with python -m ovo.train fixed_arch=..."
+                f"{self.path} has no ovo training record (it predates it, checkpoint format 1, "
+                "or was saved weights-only): it does not say its training recipe; use a full "
+                "checkpoint of this ovo, or train subnets yourself with python -m ovo.train "
+                "fixed_arch=..."
             )
         config = copy.deepcopy(self.record["config"])
         old = str(config.get("paths", {}).get("output_dir") or "\0")

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
@@ -48,26 +47,17 @@ class SupernetDDPStrategy(DDPStrategy):
         return super().optimizer_step(optimizer, closure_then_sync, model, **kwargs)
 
     def all_reduce_gradients(self) -> None:
-        """Average the gradients over all ranks: the module's slice-gradient buffers in one
-        collective each, else every parameter's ``.grad`` (missing ones as zeros) coalesced."""
+        """Average the gradients over all ranks: the module's slice-gradient buffers, one
+        collective each (``OVOModule`` attaches them when fitting starts)."""
         if not (dist.is_available() and dist.is_initialized()) or self.world_size == 1:
             return
-        module = self.lightning_module
-        buffers = getattr(module, "slice_grads", None)
-        if buffers is not None:
-            buffers.all_reduce_()
-            return
-        params = [p for p in module.parameters() if p.requires_grad]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch._utils._flatten_dense_tensors([p.grad for p in params])
-        dist.all_reduce(flat)
-        flat.div_(self.world_size)
-        for p, reduced in zip(
-            params, torch._utils._unflatten_dense_tensors(flat, [p.grad for p in params])
-        ):
-            p.grad.copy_(reduced)
+        buffers = getattr(self.lightning_module, "slice_grads", None)
+        if buffers is None:
+            raise RuntimeError(
+                "SupernetDDPStrategy averages the gradients of an ovo supernet's SliceGrads "
+                "buffers; this module has none (use it with ovo.module.OVOModule)"
+            )
+        buffers.all_reduce_()
 
 
 if "ovo_ddp" not in StrategyRegistry:  # trainer.strategy=ovo_ddp (conf/trainer/ddp.yaml)

@@ -206,7 +206,8 @@ class OVOModule(L.LightningModule):
         self.net.use_autograd_slices(wrapped)
         if self.slice_grads is not None:
             self.slice_grads.detach()
-        self.slice_grads = None if wrapped else SliceGrads(self.net.parameters())
+        fp16 = str(self.trainer.precision).startswith("16")  # GradScaler: skipped overflow steps
+        self.slice_grads = None if wrapped else SliceGrads(self.net.parameters(), zero_whole=fp16)
         if self.compile_mode == "blocks" and self.net.compiled is None:
             opts = self.compile_options
             compiled = self.net.compile_blocks(opts.backend, opts.mode)

@@ -73,6 +73,14 @@ class Training:
     def last_ckpt(self) -> Path:
         return self.run_dir / "checkpoints" / "last.ckpt"
 
+    def identity(self, checkpoint: Path, arch: Arch) -> dict[str, Any]:
+        """What this training is: a run directory holding another one is not reused."""
+        return {
+            "checkpoint": str(checkpoint),
+            "arch": arch.to_dict(),
+            "overrides": list(self.overrides),
+        }
+
 
 class TrainingFailed(UserError):
     """A standalone or finetune training exited non-zero (its log says why)."""
@@ -92,6 +100,11 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
     if cfg.threads_per_job is not None and cfg.threads_per_job < 1:
         raise ConfigError(f"threads_per_job={cfg.threads_per_job} must be at least 1 or null")
+    if str(cfg.eval.devices) not in ("1", "auto") or cfg.eval.num_nodes != 1:
+        raise ConfigError(
+            "ovo.rank scores on one device (eval.devices=1); its trainings run side by side "
+            "with jobs=N, one per GPU when there are several"
+        )
 
 
 def recipe_overrides(recipe: dict[str, Any]) -> list[str]:
@@ -143,12 +156,22 @@ class Runner:
     """Runs trainings ``jobs`` at a time (one thread each, a subprocess per training) and scores
     each finished one on the split; GPUs are handed out round-robin, CPU threads split evenly."""
 
-    def __init__(self, cfg: DictConfig, out: Path, evaluator: SubnetEvaluator) -> None:
-        self.out, self.evaluator = out, evaluator
+    def __init__(
+        self,
+        cfg: DictConfig,
+        out: Path,
+        evaluator: SubnetEvaluator,
+        archs: dict[str, Arch],
+    ) -> None:
+        self.out, self.evaluator, self.archs = out, evaluator, archs
+        self.checkpoint = Path(cfg.ckpt_path).resolve()
         self.jobs = int(cfg.jobs)
         cores = os.cpu_count() or 1
         self.threads = int(cfg.threads_per_job or max(1, cores // self.jobs))
-        self.gpus = torch.cuda.device_count()
+        # the GPUs this process may use, as the parent's CUDA_VISIBLE_DEVICES names them
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        count = torch.cuda.device_count()
+        self.gpus = visible.split(",")[:count] if visible else [str(i) for i in range(count)]
         self.slots: queue.Queue[int] = queue.Queue()
         for slot in range(self.jobs):
             self.slots.put(slot)
@@ -170,7 +193,26 @@ class Runner:
             args.append("ckpt_path=last")
         return args
 
+    def check_identity(self, job: Training) -> None:
+        """Refuse a run directory that holds a training of another arch/checkpoint/recipe (the
+        same ``name=`` reused with other settings)."""
+        want = job.identity(self.checkpoint, self.archs[job.name])
+        for record in (job.run_dir / "job.json", job.done_file):
+            if record.is_file():
+                have = json.loads(record.read_text())
+                # a key the record lacks (written by an older ovo.rank) cannot be checked
+                changed = ", ".join(k for k in want if k in have and have[k] != want[k])
+                if changed:
+                    raise ConfigError(
+                        f"{job.run_dir} holds a {job.kind} training with another {changed}: this "
+                        "run directory belongs to another ranking; pass another name= (or delete "
+                        "it to start over)"
+                    )
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(job.run_dir / "job.json", want)
+
     def run(self, job: Training) -> dict[str, Any]:
+        self.check_identity(job)
         if job.done_file.is_file():
             return json.loads(job.done_file.read_text())
         slot = self.slots.get()
@@ -178,7 +220,7 @@ class Runner:
             env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
             env.setdefault("WANDB_MODE", "offline")
             if self.gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
+                env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
             job.run_dir.mkdir(parents=True, exist_ok=True)
             cmd = self.command(job)
             resumed = "ckpt_path=last" in cmd
@@ -202,6 +244,7 @@ class Runner:
             self.evaluator.net.load_state_dict(trained.net.state_dict())
             score = self.evaluator.evaluate([arch])[0]
         record = {
+            **job.identity(self.checkpoint, self.archs[job.name]),
             "kind": job.kind,
             "name": job.name,
             "seed": job.seed,
@@ -381,15 +424,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     scores = evaluator.evaluate(list(archs.values()), progress=True)
     inherited = {name: 100 * s.acc1 for name, s in zip(archs, scores)}
-    atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
-    for name, arch in archs.items():
-        atomic_write_text(out / "archs" / f"{name}.yaml", arch.to_yaml())
-
     # the standalone/finetuned weights are scored in a copy, so the supernet stays as loaded
     scorer = SubnetEvaluator(
         load_supernet(cfg.ckpt_path).net, dm.eval_dataloader(cfg.split), fabric, cache=True
     )
-    trained = Runner(cfg, out, scorer).run_all(plan(cfg, loaded, archs, out))
+    jobs = plan(cfg, loaded, archs, out)
+    runner = Runner(cfg, out, scorer, archs)
+    for job in jobs:  # before anything is written: a reused name= with other archs fails here
+        runner.check_identity(job)
+    atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+    for name, arch in archs.items():
+        atomic_write_text(out / "archs" / f"{name}.yaml", arch.to_yaml())
+    trained = runner.run_all(jobs)
     result = report(cfg, loaded, archs, inherited, trained)
     result.update(
         checkpoint=str(cfg.ckpt_path),

@@ -151,6 +151,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "global_step": loaded.global_step,
             "data": plain(cfg.get("data")) or {},
             "max_batches": eval_settings.max_batches,
+            # the table's numbers, not its path, decide which archs are within budget
+            **({"latency_table": constraints.table.fingerprint()} if constraints.table else {}),
         },
         on_generation=on_generation,
     )
@@ -191,7 +193,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     table = constraints.table
     if table is not None:
         summary["best"]["latency_ms_predicted"] = table.predict(result.best_arch)
-        summary["best"]["latency_ms_measured"] = best_latency_here(loaded, result.best_arch, table)
+        measured = best_latency_here(loaded, result.best_arch, table) if rank0 else None
+        summary["best"]["latency_ms_measured"] = measured
         summary["latency_table"] = {"path": constraints.latency_table, **table.conditions}
     if rank0:
         atomic_write_json(out / "results.json", {**result.to_dict(top_k=cfg.top_k), **summary})
@@ -215,7 +218,7 @@ def best_latency_here(loaded: Any, arch: Any, table: Any) -> float | None:
 
     if not same_machine(table):
         return None
-    model = export_subnet(loaded.net.cpu(), arch).eval()
+    model = export_subnet(loaded.net, arch).eval()  # a copy; moved to the table's device
     return measure_model_ms(model, loaded.cfg, conditions_of(table))
 
 

@@ -100,6 +100,13 @@ class LatencyTable:
         """The least latency any arch of ``space`` is predicted to have."""
         return self.predict(self.fastest_arch(space))
 
+    def fingerprint(self) -> str:
+        """A short hash of the table's numbers and conditions."""
+        import hashlib
+
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def describe(self) -> str:
         c = self.conditions
         return (

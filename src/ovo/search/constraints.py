@@ -55,6 +55,11 @@ class Constraints:
     def __post_init__(self) -> None:
         for key in ("params_min", "params_max", "flops_min", "flops_max"):
             object.__setattr__(self, key, parse_count(getattr(self, key), key))
+        if self.latency_ms_max is None and (self.latency_table or self.latency_device):
+            raise ConfigError(
+                "constraints.latency_table/latency_device are set but latency_ms_max is not: "
+                "give the budget (constraints.latency_ms_max=MS) or drop the table"
+            )
         if self.latency_ms_max is not None:
             if self.latency_ms_max <= 0:
                 raise ConfigError(

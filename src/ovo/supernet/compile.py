@@ -149,12 +149,15 @@ class CompiledBlocks:
             for e, h, hidden in items:
                 with (context or nullcontext)(), grad_mode():
                     x = torch.randn(batch_size, tokens, e, device=device, requires_grad=train)
-                    dtype = matmul_dtype(device.type)
-                    weights = [
-                        w.detach().requires_grad_(train) for w in block.sliced(e, h, hidden, dtype)
-                    ]
+                    # exactly what a real step passes (type, requires_grad, strides, dtype), but
+                    # in training detached copies, so no parameter gets a gradient
+                    weights = block.sliced(e, h, hidden, matmul_dtype(device.type))
+                    if train:
+                        weights = tuple(w.detach().requires_grad_() for w in weights)
                     keep = torch.ones(batch_size, 1, 1, device=device) if masks else None
-                    out = self(x, *weights, keep, keep, block.attn.head_dim, block.eps)
+                    # two tensors, as a real step's: aliased inputs would be another guard
+                    keep_mlp = None if keep is None else keep.clone()
+                    out = self(x, *weights, keep, keep_mlp, block.attn.head_dim, block.eps)
                     if train:
                         out.float().sum().backward()
         finally:

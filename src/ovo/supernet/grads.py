@@ -50,13 +50,18 @@ class SliceGrads:
     group in one collective per buffer.
     """
 
-    def __init__(self, params: Iterable[nn.Parameter]) -> None:
+    def __init__(self, params: Iterable[nn.Parameter], zero_whole: bool = False) -> None:
+        """``zero_whole`` re-zeroes each written parameter's whole slot, not only the bounding
+        box of what was written: needed where gradients outside the written slices can become
+        non-zero, as with fp16's loss scaling, whose skipped overflow steps clip by a NaN
+        norm (which scales the zeros too)."""
+        self.zero_whole = zero_whole
         self.params = [p for p in params if p.requires_grad]
         self.buffers: list[Tensor] = []
         groups: dict[tuple[torch.device, torch.dtype], list[nn.Parameter]] = {}
         for p in self.params:
             if getattr(p, _OWNER, None) is not None:
-                raise ValueError("a parameter already has its gradients in another SliceGrads")
+                getattr(p, _OWNER).detach()  # a new run (e.g. fit again) takes the parameters
             groups.setdefault((p.device, p.dtype), []).append(p)
         for (device, dtype), members in groups.items():
             buffer = torch.zeros(sum(p.numel() for p in members), dtype=dtype, device=device)
@@ -79,7 +84,8 @@ class SliceGrads:
     def zero_(self) -> None:
         """Zero what was written and clear every ``.grad`` (``optimizer.zero_grad()``)."""
         for p, box in self.touched.items():
-            getattr(p, _VIEW)[_index(tuple(box))].zero_()
+            view = getattr(p, _VIEW)
+            (view if self.zero_whole else view[_index(tuple(box))]).zero_()
         for p in self.params:
             p.grad = None
         self.touched.clear()
@@ -103,6 +109,8 @@ class SliceGrads:
     def detach(self) -> None:
         """Give the parameters back to autograd's own gradients."""
         for p in self.params:
+            if p.grad is not None and p.grad is getattr(p, _VIEW, None):
+                p.grad = None  # it lives in this object's buffer
             for name in (_VIEW, _OWNER):
                 if hasattr(p, name):
                     delattr(p, name)

@@ -63,12 +63,13 @@ def lead(
     ``DistributedDataParallel`` needs to see gradients arrive)."""
     if dtype == param.dtype:
         dtype = None
-    if in_place_grads and param.requires_grad and torch.is_grad_enabled():
-        return _LeadingSlice.apply(param, tuple(sizes), dtype)
-    if all(s == n for s, n in zip(sizes, param.shape)):
-        view = param
-    else:
+    if param.requires_grad and torch.is_grad_enabled():
+        if in_place_grads:
+            return _LeadingSlice.apply(param, tuple(sizes), dtype)
         view = param[_index(sizes)]
+    else:
+        # a plain tensor, never the Parameter itself: compiled evaluation graphs see one type
+        view = param.detach()[_index(sizes)]
     return view if dtype is None else view.to(dtype)
 
 
