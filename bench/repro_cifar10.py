@@ -437,6 +437,7 @@ def sign_test_p(wins: int, losses: int) -> float:
 def paired(data: dict[str, Any], a: str, b: str, split: str = "val") -> dict[str, Any] | None:
     """Per seed, ``a``'s panel mean minus ``b``'s on ``split``; over seeds the mean, standard
     error and sign test. ``None`` unless both ran in at least one seed."""
+
     def mean(run: dict[str, Any]) -> float | None:  # reports before val splits: one split
         return run.get("split_panel_mean_acc1", {"val": run["panel_mean_acc1"]}).get(split)
 
