@@ -19,7 +19,7 @@ from ovo.atomic import atomic_write_json
 from ovo.commands.base import hydra_command, output_dir, print_outputs
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
-from ovo.latency import DTYPES, Conditions, measure_model_ms, measure_table
+from ovo.latency import DTYPES, Conditions, measure_models_ms, measure_table
 from ovo.settings import plain
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
@@ -42,7 +42,7 @@ def target_device(name: str) -> torch.device:
 def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype={cfg.dtype}: use one of {', '.join(DTYPES)}")
-    for key in ("batch_size", "repeats"):
+    for key in ("batch_size", "repeats", "rounds"):
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
     if cfg.warmup < 0 or cfg.verify < 0:
@@ -62,7 +62,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         space = SearchSpace.from_dict(plain(cfg.space))
         vit = ViTConfig.from_dict(plain(cfg.model) | {"drop_path_rate": 0.0})
     cond = Conditions(
-        device, DTYPES[cfg.dtype], int(cfg.batch_size), int(cfg.repeats), int(cfg.warmup)
+        device,
+        DTYPES[cfg.dtype],
+        int(cfg.batch_size),
+        int(cfg.repeats),
+        int(cfg.warmup),
+        int(cfg.rounds),
     )
 
     from rich.progress import track
@@ -84,10 +89,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
         net = SuperViT(space, vit)
         rng = random.Random(f"ovo-latency/{cfg.seed}")
+        archs = [space.sample(rng) for _ in range(int(cfg.verify))]
+        builds = [lambda a=arch: export_subnet(net, a) for arch in archs]
         rows = []
-        for _ in range(int(cfg.verify)):
-            arch = space.sample(rng)
-            measured = measure_model_ms(export_subnet(net, arch).eval(), vit, cond)
+        for arch, measured in zip(archs, measure_models_ms(builds, vit, cond)):
             predicted = table.predict(arch)
             rows.append(
                 {

@@ -9,6 +9,7 @@ from ovo.latency.table import (
     device_name,
     load_table,
     measure_model_ms,
+    measure_models_ms,
     measure_table,
     same_machine,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "device_name",
     "load_table",
     "measure_model_ms",
+    "measure_models_ms",
     "measure_table",
     "same_machine",
 ]

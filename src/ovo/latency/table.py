@@ -19,7 +19,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -207,6 +207,10 @@ class Conditions:
     batch: int
     repeats: int = 20
     warmup: int = 5
+    # each thing is timed in this many rounds, round-robin over everything being timed, and the
+    # median round kept: a shared machine's speed drifts over seconds (15% on a 2-core VM),
+    # which a block timed in one go would carry into the table as an error of that block alone
+    rounds: int = 3
 
     def context(self) -> Any:
         enabled = self.dtype != torch.float32
@@ -239,24 +243,39 @@ def measure_table(
     progress: Callable[[Any], Any] = lambda it: it,
 ) -> LatencyTable:
     """Time the stem and head at every embed dim and a block at every block shape of ``space``,
-    as timm modules (what export produces), under ``cond``."""
+    as timm modules (what export produces), under ``cond``.
+
+    A block shape is timed as a chain of ``space``'s deepest depth of blocks of that shape, each
+    with its own weights, and divided by that depth: one block called alone keeps its weights
+    in cache, which a whole subnet (megabytes per block) does not, so a block timed alone made
+    the tables predict whole subnets 12% fast on a 2-core CPU at batch 1."""
     from ovo.export.timm_vit import build_timm_vit
     from ovo.supernet.compile import block_shapes
 
-    torch.manual_seed(0)
-    stem_ms, head_ms, block_ms = {}, {}, {}
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
     shapes = block_shapes(space)
-    for e, h, hidden in progress(shapes):
-        ratio = hidden / e
-        if mlp_hidden(e, ratio) != hidden:  # a ratio that rounds differently: use the space's
-            ratio = next(r for r in space.mlp_ratio if mlp_hidden(e, r) == hidden)
-        vit = build_timm_vit(Arch(e, (h,), (ratio,)), cfg, head_dim).to(cond.device).eval()
-        tokens = torch.randn(cond.batch, cfg.num_tokens, e, device=cond.device)
-        block_ms[(e, h, hidden)] = time_ms(lambda v=vit, t=tokens: v.blocks[0](t), cond)
-        if e not in stem_ms:
-            stem_ms[e] = time_ms(lambda v=vit: v._pos_embed(v.patch_embed(x)), cond)
-            head_ms[e] = time_ms(lambda v=vit, t=tokens: v.forward_head(v.norm(t)), cond)
+    chain = max(space.depth)
+    rounds: dict[tuple[str, Any], list[float]] = {}
+    for _ in range(cond.rounds):
+        for e, h, hidden in progress(shapes):
+            ratio = hidden / e
+            if mlp_hidden(e, ratio) != hidden:  # a ratio that rounds differently: the space's
+                ratio = next(r for r in space.mlp_ratio if mlp_hidden(e, r) == hidden)
+            torch.manual_seed(0)
+            vit = build_timm_vit(Arch.uniform(e, chain, h, ratio), cfg, head_dim)
+            vit = vit.to(cond.device).eval()
+            tokens = torch.randn(cond.batch, cfg.num_tokens, e, device=cond.device)
+            ms = time_ms(lambda v=vit, t=tokens: v.blocks(t), cond) / chain
+            rounds.setdefault(("block", (e, h, hidden)), []).append(ms)
+            if (e, h, hidden) == min(s for s in shapes if s[0] == e):  # once per embed dim
+                ms = time_ms(lambda v=vit: v._pos_embed(v.patch_embed(x)), cond)
+                rounds.setdefault(("stem", e), []).append(ms)
+                ms = time_ms(lambda v=vit, t=tokens: v.forward_head(v.norm(t)), cond)
+                rounds.setdefault(("head", e), []).append(ms)
+            del vit
+    stem_ms, head_ms, block_ms = {}, {}, {}
+    for (part, key), times in rounds.items():
+        {"stem": stem_ms, "head": head_ms, "block": block_ms}[part][key] = statistics.median(times)
     conditions = {
         "device": device_name(cond.device),
         "device_type": cond.device.type,
@@ -269,22 +288,40 @@ def measure_table(
         "space": space.to_dict(),
         "model": {k: getattr(cfg, k) for k in MODEL_KEYS} | {"head_dim": head_dim},
         "repeats": cond.repeats,
+        "rounds": cond.rounds,
+        "block_chain": chain,  # blocks per timed call (see above)
     }
     return LatencyTable(conditions, stem_ms, block_ms, head_ms)
 
 
 def measure_model_ms(model: torch.nn.Module, cfg: ViTConfig, cond: Conditions) -> float:
-    """Milliseconds of a whole (exported) model's forward under ``cond``."""
-    model = model.to(cond.device).eval()
+    """Milliseconds of a whole (exported) model's forward under ``cond`` (the median of
+    ``cond.rounds`` timings)."""
+    return measure_models_ms([lambda: model], cfg, cond)[0]
+
+
+def measure_models_ms(
+    models: Sequence[Callable[[], torch.nn.Module]], cfg: ViTConfig, cond: Conditions
+) -> list[float]:
+    """Milliseconds of each model's forward under ``cond``: ``cond.rounds`` rounds round-robin
+    over the models (each built by its callable when its turn comes, so one is held at a
+    time), the median round of each."""
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
-    return time_ms(lambda: model(x), cond)
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(cond.rounds):
+        for i, build in enumerate(models):
+            model = build().to(cond.device).eval()
+            times[i].append(time_ms(lambda m=model: m(x), cond))
+            del model
+    return [statistics.median(t) for t in times]
 
 
 def conditions_of(table: LatencyTable, repeats: int = 20, warmup: int = 5) -> Conditions:
     """The measuring conditions a table was built under, to measure a whole model the same way."""
     c = table.conditions
     device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
-    return Conditions(device, DTYPES[c["dtype"]], int(c["batch"]), repeats, warmup)
+    rounds = int(c.get("rounds", 1))  # tables before rounds timed each thing once
+    return Conditions(device, DTYPES[c["dtype"]], int(c["batch"]), repeats, warmup, rounds)
 
 
 def same_machine(table: LatencyTable) -> bool:
