@@ -436,13 +436,16 @@ def bench_compile(s: Setting, args, device, amp) -> list[Row]:
 
 
 # ---- DDP overhead: separate processes (gloo on CPU, NCCL on GPU) --------------------------------
-DDP_MODES = ("plain", "ovo_ddp", "torch_ddp_unused")
+DDP_MODES = ("ovo_ddp", "torch_ddp_unused")
 
 
 def _ddp_step_seconds(
     rank: int, world: int, init: str, mode: str, setting: str, quick: bool, reps: int, out: str
 ) -> None:
-    """One process of a DDP overhead measurement: median seconds of an OVO training step."""
+    """One process of a DDP overhead measurement: median seconds of an OVO training step with
+    ``mode``'s data parallelism and of the same step without it (no collective, no wrapper),
+    timed interleaved (ABBA) in this process, so the machine's drift between processes does
+    not enter the ratio."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -450,9 +453,8 @@ def _ddp_step_seconds(
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
     s = next(v for v in settings(quick, device.type) if v.name == setting)
-    if mode != "plain":
-        backend = "nccl" if cuda else "gloo"
-        dist.init_process_group(backend, init_method=f"file://{init}", rank=rank, world_size=world)
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend, init_method=f"file://{init}", rank=rank, world_size=world)
     torch.manual_seed(0)
     net = SuperViT(load_space("tiny"), s.cfg).to(device)
     teacher, student = teacher_student_pair(net.space)
@@ -460,43 +462,52 @@ def _ddp_step_seconds(
     y = torch.randint(0, s.cfg.num_classes, (s.batch,), device=device)
     amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)  # noqa: E731
     kd = DistillConfig()
+    opt = adamw(net.parameters())
     if mode == "torch_ddp_unused":  # ovo before: torch's DDP, autograd slices, unused search
         net.use_autograd_slices()
         model = DistributedDataParallel(net, find_unused_parameters=True)
-        forward = lambda v, a: model(v, a)  # noqa: E731
-        opt = adamw(net.parameters())
-        zero, all_reduce = (lambda: opt.zero_grad(set_to_none=True)), (lambda: None)
+        zero = lambda: opt.zero_grad(set_to_none=True)  # noqa: E731
+        # the same module called directly: DDP's gradient hooks stay idle (no forward through
+        # the wrapper), so this is the plain step
+        parallel, plain = (model, (lambda: None)), (net, (lambda: None))
     else:
         grads = SliceGrads(net.parameters())
-        forward, opt, zero = net, adamw(net.parameters()), grads.zero_
-        all_reduce = grads.all_reduce_ if mode == "ovo_ddp" else (lambda: None)
+        zero = grads.zero_
+        parallel, plain = (net, grads.all_reduce_), (net, (lambda: None))
 
-    def step() -> None:
-        zero()
-        with amp():
-            t = forward(x, teacher)
-            loss = label_loss(t, y) + kd_loss(forward(x, student), t, kd)
-        loss.backward()
-        all_reduce()
-        opt.step()
+    def step(forward, all_reduce) -> Callable[[], None]:
+        def run() -> None:
+            zero()
+            with amp():
+                t = forward(x, teacher)
+                loss = label_loss(t, y) + kd_loss(forward(x, student), t, kd)
+            loss.backward()
+            all_reduce()
+            opt.step()
 
-    times = []
-    for i in range(reps + 2):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        if i >= 2:
-            times.append(time.perf_counter() - start)
+        return run
+
+    times: dict[str, list[float]] = {"parallel": [], "plain": []}
+    runs = {"parallel": step(*parallel), "plain": step(*plain)}
+    for i in range(reps + 1):
+        for name in ("parallel", "plain") if i % 2 == 0 else ("plain", "parallel"):
+            dist.barrier()  # both ranks start each timed step together
+            sync(device)
+            start = time.perf_counter()
+            runs[name]()
+            sync(device)
+            if i >= 1:  # the first pair warms up
+                times[name].append(time.perf_counter() - start)
     if rank == 0:
-        Path(out).write_text(json.dumps(statistics.median(times)))
-    if mode != "plain":
-        dist.destroy_process_group()
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        Path(out).write_text(json.dumps(medians))
+    dist.destroy_process_group()
 
 
-def _ddp_run(mode: str, world: int, setting: str, args) -> float:
-    """Median step seconds of ``mode`` with ``world`` processes, each a fresh ``bench/run.py
-    --ddp-child`` process (no pickled code: it works however this script was loaded)."""
+def _ddp_run(mode: str, world: int, setting: str, args) -> dict[str, float]:
+    """Median step seconds with and without ``mode``'s data parallelism over ``world``
+    processes, each a fresh ``bench/run.py --ddp-child`` process (no pickled code: it works
+    however this script was loaded)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -518,42 +529,30 @@ def _ddp_run(mode: str, world: int, setting: str, args) -> float:
 
 
 def bench_ddp(s: Setting, args, device) -> list[Row]:
-    """A DDP training step (teacher + student + AdamW) against a plain single-process step of
-    the same per-process batch, one thread per process: ovo's strategy (no wrapper, one
-    all-reduce) and torch's DDP with ``find_unused_parameters=True`` (what ovo used before), at
-    world size 1 and, on a CPU or with 2+ GPUs, 2. At world size 2 each is also read against
-    two plain processes side by side (no process group): on a 2-core CPU the two ranks share
-    the machine's memory bandwidth, a cost of running two processes, not of DDP."""
+    """A DDP training step (teacher + student + AdamW) against the same step without data
+    parallelism in the same processes (one thread each, timed interleaved): ovo's strategy (no
+    wrapper, one all-reduce of the slice-gradient buffer) and torch's DDP with
+    ``find_unused_parameters=True`` (what ovo used before), at world size 1 and, on a CPU or
+    with 2+ GPUs, 2. At world size 2 the plain step runs on both ranks side by side, so the
+    ratio is what DDP adds (collectives, waiting for the slower rank, the unused-parameter
+    search), not what two processes sharing one machine cost each other."""
     worlds = [1] if device.type == "cuda" and torch.cuda.device_count() < 2 else [1, 2]
-    modes = DDP_MODES[1:]
+    modes = DDP_MODES
     if args.quick:  # the smoke test: the wiring of each mode, once
         worlds, modes = [2], ("ovo_ddp",)
-    plain = _ddp_run("plain", 1, s.name, args)
-    side_by_side = _ddp_run("plain", 2, s.name, args) if 2 in worlds else None
     rows = []
     for world in worlds:
         for mode in modes:
             seconds = _ddp_run(mode, world, s.name, args)
-            detail = {"ddp_step_s": seconds, "plain_step_s": plain}
             rows.append(
                 Row(
                     f"DDP step / plain step - 1 ({mode})",
                     f"tiny world {world} {s.name}",
-                    seconds / plain - 1,
+                    seconds["parallel"] / seconds["plain"] - 1,
                     "<= 0.10" if mode == "ovo_ddp" and "224" in s.name else "",
-                    detail=detail,
+                    detail={"ddp_step_s": seconds["parallel"], "plain_step_s": seconds["plain"]},
                 )
             )
-            if world == 2 and side_by_side is not None:
-                rows.append(
-                    Row(
-                        f"DDP step / 2 plain side by side - 1 ({mode})",
-                        f"tiny world {world} {s.name}",
-                        seconds / side_by_side - 1,
-                        "",
-                        detail=detail | {"side_by_side_step_s": side_by_side},
-                    )
-                )
     return rows
 
 
