@@ -4,6 +4,7 @@ layer; compiled and eager agree; checkpoints of compiled runs load everywhere.""
 from __future__ import annotations
 
 import random
+import re
 import shutil
 
 import pytest
@@ -129,6 +130,11 @@ def test_a_compiled_run_writes_plain_checkpoints_and_the_commands_compile_too(tm
     code = run_module("ovo.train", [*overrides, f"hydra.run.dir={tmp_path}/run"])
     out = capsys.readouterr().out
     assert code == 0 and "compiled blocks:" in out and "warm-up" in out, out[-2000:]
+    # fit-time validation (Lightning: no_grad) reuses the warm-up's evaluation graphs
+    graphs, shapes = re.search(
+        r"compiled blocks: (\d+) graphs for (\d+) block shapes", out
+    ).groups()
+    assert int(graphs) <= 2 * int(shapes), out[-2000:]
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     assert not any("_orig_mod" in k for k in state)

@@ -341,8 +341,12 @@ class OVOModule(L.LightningModule):
     # ---- validation ----------------------------------------------------------------------
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        for name, arch in self.panel.items():
-            self.val_metrics[name].update(self.net(x, arch), y)
+        # Lightning validates under no_grad during fit, under inference_mode in validate/test,
+        # and ovo.evaluate/ovo.search under inference_mode: one mode for all of them, so
+        # compile=blocks needs one evaluation graph per block shape, not two
+        with torch.inference_mode():
+            for name, arch in self.panel.items():
+                self.val_metrics[name].update(self.net(x, arch), y)
 
     def on_validation_epoch_end(self) -> None:
         results = {}
