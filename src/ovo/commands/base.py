@@ -209,6 +209,26 @@ def compile_line(compiled: Any) -> list[str]:
     ]
 
 
+def open_wandb(cfg: DictConfig, out: Path, job_type: str) -> Any:
+    """A W&B run for a checkpoint command (``cfg.wandb``: project, offline), logged under
+    ``out``, named ``<job_type>-<cfg.name>``; ``None`` when ``cfg.wandb.enabled`` is false."""
+    if not cfg.wandb.enabled:
+        return None
+    import wandb
+
+    from ovo.settings import plain
+
+    return wandb.init(
+        project=cfg.wandb.project,
+        dir=str(out),
+        job_type=job_type,
+        name=f"{job_type}-{cfg.name}",
+        config=plain(cfg),
+        mode="offline" if cfg.wandb.offline else "online",
+        reinit="finish_previous",  # e.g. a search in the same process as training
+    )
+
+
 def print_outputs(title: str, outputs: Mapping[str, Any], lines: Sequence[str] = ()) -> None:
     """The closing summary every command prints: a title, a few lines, then where things are."""
     width = max((len(k) for k in outputs), default=0) + 2

@@ -43,6 +43,7 @@ from ovo.commands.base import (
     hydra_command,
     hydra_value,
     open_checkpoint,
+    open_wandb,
     output_dir,
     print_outputs,
 )
@@ -465,19 +466,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _wandb(cfg: DictConfig, out: Path, result: dict[str, Any]) -> None:
-    if not cfg.wandb.enabled:
+    run = open_wandb(cfg, out, "rank")
+    if run is None:
         return
     import wandb
 
-    run = wandb.init(
-        project=cfg.wandb.project,
-        dir=str(out),
-        job_type="rank",
-        name=f"rank-{cfg.name}",
-        config=plain(cfg),
-        mode="offline" if cfg.wandb.offline else "online",
-        reinit="finish_previous",
-    )
     columns = ["name", "arch", "params_M", "inherited", "standalone", "gap", "finetuned"]
     table = wandb.Table(columns=columns)
     for r in result["rows"]:

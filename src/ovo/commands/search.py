@@ -22,6 +22,7 @@ from ovo.commands.base import (
     eval_fabric,
     hydra_command,
     open_checkpoint,
+    open_wandb,
     output_dir,
     print_outputs,
 )
@@ -41,21 +42,11 @@ class WandbSearchLog:
     """Per-generation metrics and table, final Pareto plot; a no-op when disabled."""
 
     def __init__(self, cfg: DictConfig, out: Path, enabled: bool) -> None:
-        self.run = None
-        if not enabled:
-            return
-        import wandb
+        self.run = open_wandb(cfg, out, "search") if enabled else None
+        if self.run is not None:
+            import wandb
 
-        self.wandb = wandb
-        self.run = wandb.init(
-            project=cfg.wandb.project,
-            dir=str(out),
-            job_type="search",
-            name=f"search-{cfg.name}",
-            config=plain(cfg),
-            mode="offline" if cfg.wandb.offline else "online",
-            reinit="finish_previous",  # a search in the same process as training
-        )
+            self.wandb = wandb
 
     def generation(self, gen: int, record: GenerationRecord, new: list[EvaluatedArch]) -> None:
         if self.run is None:
