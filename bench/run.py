@@ -179,9 +179,12 @@ def ovo_step(
     amp,
     kd: DistillConfig,
     zero: Callable[[], None] | None = None,
+    after_backward: Callable[[], None] = lambda: None,
 ):
-    """One online-distillation step: teacher CE + student KD, one backward, one optimizer step
-    (gradients cleared by ``zero``, the supernet's SliceGrads in training; else the optimizer)."""
+    """One online-distillation step: teacher CE + student KD, one backward, ``after_backward``
+    (e.g. a gradient all-reduce), one optimizer step (gradients cleared by ``zero``, the
+    supernet's SliceGrads in training; else the optimizer). ``net(x, arch)`` may be a DDP
+    wrapper."""
 
     def step() -> None:
         (zero or (lambda: opt.zero_grad(set_to_none=True)))()
@@ -190,6 +193,7 @@ def ovo_step(
             s = net(x, student)
             loss = label_loss(t, y) + kd_loss(s, t, kd)
         loss.backward()
+        after_backward()
         opt.step()
 
     return step
@@ -466,29 +470,19 @@ def _ddp_step_seconds(
     if mode == "torch_ddp_unused":  # ovo before: torch's DDP, autograd slices, unused search
         net.use_autograd_slices()
         model = DistributedDataParallel(net, find_unused_parameters=True)
-        zero = lambda: opt.zero_grad(set_to_none=True)  # noqa: E731
-        # the same module called directly: DDP's gradient hooks stay idle (no forward through
-        # the wrapper), so this is the plain step
-        parallel, plain = (model, (lambda: None)), (net, (lambda: None))
+        zero = None  # the optimizer's zero_grad
+        parallel = ovo_step(model, teacher, student, x, y, opt, amp, kd, zero)
     else:
         grads = SliceGrads(net.parameters())
         zero = grads.zero_
-        parallel, plain = (net, grads.all_reduce_), (net, (lambda: None))
-
-    def step(forward, all_reduce) -> Callable[[], None]:
-        def run() -> None:
-            zero()
-            with amp():
-                t = forward(x, teacher)
-                loss = label_loss(t, y) + kd_loss(forward(x, student), t, kd)
-            loss.backward()
-            all_reduce()
-            opt.step()
-
-        return run
-
+        parallel = ovo_step(net, teacher, student, x, y, opt, amp, kd, zero, grads.all_reduce_)
     times: dict[str, list[float]] = {"parallel": [], "plain": []}
-    runs = {"parallel": step(*parallel), "plain": step(*plain)}
+    # the plain step calls the module itself: a DDP wrapper's gradient hooks stay idle (no
+    # forward went through the wrapper), SliceGrads are simply not all-reduced
+    runs = {
+        "parallel": parallel,
+        "plain": ovo_step(net, teacher, student, x, y, opt, amp, kd, zero),
+    }
     for i in range(reps + 1):
         for name in ("parallel", "plain") if i % 2 == 0 else ("plain", "parallel"):
             dist.barrier()  # both ranks start each timed step together

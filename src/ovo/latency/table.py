@@ -208,8 +208,8 @@ class Conditions:
     repeats: int = 20
     warmup: int = 5
     # each thing is timed in this many rounds, round-robin over everything being timed, and the
-    # median round kept: a shared machine's speed drifts over seconds (15% on a 2-core VM),
-    # which a block timed in one go would carry into the table as an error of that block alone
+    # median round kept: a shared machine's speed drifts over seconds (up to ~20% on a 2-core
+    # VM), which a block timed in one go would carry into the table as that block's error
     rounds: int = 3
 
     def context(self) -> Any:
