@@ -22,7 +22,7 @@ The paper's exact choices are not public in full, so every one is a switch (``co
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -162,3 +162,50 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, cfg: DistillConfig) 
     right, grad_right = _f_divergence(s, t, cfg.alpha_div_max, cfg.alpha_div_clip)
     # adaptive: follow whichever divergence is larger for each sample
     return torch.where(left > right, grad_left, grad_right).mean() * cfg.tau**2
+
+
+def step_losses(
+    forward: Callable[[Tensor, Arch], Tensor],
+    x: Tensor,
+    y: Tensor,
+    archs: StepArchs,
+    cfg: DistillConfig,
+    label_smoothing: float = 0.0,
+    kd_on: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The summed loss of one online-distillation step (one backward) and its parts.
+
+    ``forward(x, arch)`` runs a subnet (a :class:`~ovo.supernet.SuperViT` or a wrapper). The
+    teacher, if any, learns from the labels (``y``: hard or mixed targets); each student from
+    ``alpha * KD + (1 - alpha) * CE`` against the detached teacher logits (labels only when there
+    is no teacher, ``alpha`` is 0 or ``kd_on`` is false). The parts (detached): ``teacher_loss``
+    (with a teacher), ``student_loss``, ``student_ce`` and ``student_kd`` (when KD is on), each a
+    mean over the students. This is the one definition of the step's loss: the LightningModule,
+    the benchmark and the tests all call it.
+    """
+    alpha = cfg.alpha if kd_on else 0.0
+    parts: dict[str, Tensor] = {}
+    total: Tensor | None = None
+    teacher_logits = None
+    if archs.teacher is not None:
+        teacher_logits = forward(x, archs.teacher)
+        total = label_loss(teacher_logits, y, label_smoothing)
+        parts["teacher_loss"] = total.detach()
+    losses, kds, ces = [], [], []
+    for student in archs.students:
+        logits = forward(x, student)
+        ce = label_loss(logits, y, label_smoothing)
+        loss = ce
+        if teacher_logits is not None and alpha > 0:
+            kd = kd_loss(logits, teacher_logits, cfg)
+            loss = alpha * kd + (1.0 - alpha) * ce
+            kds.append(kd.detach())
+        ces.append(ce.detach())
+        losses.append(loss.detach())
+        total = loss if total is None else total + loss
+    assert total is not None, "a step runs at least one student"
+    parts["student_loss"] = torch.stack(losses).mean()
+    parts["student_ce"] = torch.stack(ces).mean()
+    if kds:
+        parts["student_kd"] = torch.stack(kds).mean()
+    return total, parts

@@ -25,9 +25,8 @@ from ovo.distill import (
     DistillConfig,
     StepArchs,
     arch_rng,
-    kd_loss,
-    label_loss,
     sample_step_archs,
+    step_losses,
 )
 from ovo.distributed import SupernetDDPStrategy
 from ovo.errors import ConfigError, UserError
@@ -272,32 +271,13 @@ class OVOModule(L.LightningModule):
         teacher: CE on the labels; each student: ``alpha * KD + (1 - alpha) * CE`` (labels only
         when there is no teacher or ``kd_on`` is false).
         """
-        cfg, ls = self.distill_cfg, self.hparams.label_smoothing
-        alpha = cfg.alpha if kd_on else 0.0
-        logs: dict[str, Tensor | float] = {}
-        total: Tensor | float = 0.0
-        teacher_logits = None
+        total, parts = step_losses(
+            self.net, x, y, archs, self.distill_cfg, self.hparams.label_smoothing, kd_on
+        )
+        logs: dict[str, Tensor | float] = dict(parts)
         if archs.teacher is not None:
-            teacher_logits = self.net(x, archs.teacher)
-            total = logs["teacher_loss"] = label_loss(teacher_logits, y, ls)
             logs["teacher_mparams"] = self.net.num_params(archs.teacher) / 1e6
             logs["teacher_gmacs"] = self.net.num_macs(archs.teacher) / 1e9
-        losses, kds, ces = [], [], []
-        for student in archs.students:
-            logits = self.net(x, student)
-            ce = label_loss(logits, y, ls)
-            loss = ce
-            if teacher_logits is not None and alpha > 0:
-                kd = kd_loss(logits, teacher_logits, cfg)
-                loss = alpha * kd + (1.0 - alpha) * ce
-                kds.append(kd.detach())
-            ces.append(ce.detach())
-            losses.append(loss.detach())
-            total = total + loss
-        logs["student_loss"] = torch.stack(losses).mean()
-        logs["student_ce"] = torch.stack(ces).mean()
-        if kds:
-            logs["student_kd"] = torch.stack(kds).mean()
         logs["student_mparams"] = (
             float(np.mean([self.net.num_params(a) for a in archs.students])) / 1e6
         )

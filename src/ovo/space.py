@@ -245,6 +245,18 @@ class SearchSpace:
     def max_mlp_hidden(self) -> int:
         return mlp_hidden(self.embed_dim[-1], self.mlp_ratio[-1])
 
+    def block_shapes(self) -> list[tuple[int, int, int]]:
+        """Every (embed dim, heads, MLP hidden width) a block of this space can run at, sorted:
+        the unit of compiled graphs and latency tables."""
+        return sorted(
+            {
+                (e, h, mlp_hidden(e, r))
+                for e in self.embed_dim
+                for h in self.num_heads
+                for r in self.mlp_ratio
+            }
+        )
+
     def num_archs(self) -> int:
         """Number of distinct archs: sum over depths d of |embed| * (|heads| * |ratios|)^d."""
         per_layer = len(self.num_heads) * len(self.mlp_ratio)

@@ -27,7 +27,7 @@ import torch._dynamo
 import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
-from ovo.space import SearchSpace, mlp_hidden
+from ovo.space import SearchSpace
 from ovo.supernet.layers import block_forward, matmul_dtype
 
 BACKENDS = ("inductor", "aot_eager", "eager")
@@ -60,14 +60,7 @@ def check_compile_mode(mode: str) -> str:
 
 def block_shapes(space: SearchSpace) -> list[tuple[int, int, int]]:
     """Every (embed dim, heads, MLP hidden) a block of ``space`` can run at."""
-    return sorted(
-        {
-            (e, h, mlp_hidden(e, r))
-            for e in space.embed_dim
-            for h in space.num_heads
-            for r in space.mlp_ratio
-        }
-    )
+    return space.block_shapes()
 
 
 def compiled_graph_count() -> int:
