@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ovo-installed
 export WANDB_MODE ?= offline
 
-.PHONY: install train demo test test-slow test-all lint format bench repro clean
+.PHONY: install train demo test test-slow test-all lint format bench repro clean gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -53,6 +53,22 @@ repro: $(STAMP)  ## does online distillation help? 4 methods on real CIFAR-10 (~
 	  echo "unzipping $(CIFAR10_ZIP) into $(OVO_DATA_DIR)/cifar10"; \
 	  $(PY) -m zipfile -e $(CIFAR10_ZIP) $(OVO_DATA_DIR)/cifar10; }
 	$(PY) bench/repro_cifar10.py $(ARGS)
+
+# A GPU machine lent with no network (../shared/NOTES.md): bring what its image lacks, then one
+# command checks it (bench/gpu_check.py; `make gpu-check ARGS=--help` lists stages and minutes).
+GPU_WHEELS := .gpu-carry/wheels
+GPU_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+
+gpu-wheels:  ## here (online): wheels the GPU image lacks -> .gpu-carry/wheels, CIFAR-10 -> .gpu-carry/data
+	@mkdir -p $(GPU_WHEELS) .gpu-carry/data
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation py \
+	  --abi none --platform any -d $(GPU_WHEELS) hydra-core==1.3.8 omegaconf==2.3.1 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0
+	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3  # no wheel on PyPI
+	@test -f .gpu-carry/data/cifar10_jpg.zip || ! test -f $(CIFAR10_ZIP) || cp $(CIFAR10_ZIP) .gpu-carry/data/
+	$(GPU_PY) bench/gpu_check.py --pack --stages all
+
+gpu-check:  ## on a GPU machine: CUDA tests, the bench's GPU rows, a short CIFAR-10 training
+	$(GPU_PY) bench/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache bench/results wandb
