@@ -28,7 +28,7 @@ from ovo.commands.base import (
     print_outputs,
     run_dir_lock,
 )
-from ovo.data.base import check_eval_split
+from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator
 from ovo.faults import kill_self

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from ovo.data.sampling import EvalSampler, SeededDataset, Source, TrainSampler, mix_seed
+from ovo.data.splits import SPLITS, check_eval_split
 from ovo.data.transforms import AugConfig, build_eval_transform, build_train_transform
 from ovo.errors import ConfigError, DataError
 
@@ -39,20 +40,6 @@ DEFAULT_DATA_DIR = "~/.cache/ovo-data"
 SEARCH_SPLIT_SEED = 0x5EA2C4
 VAL_SPLIT_SEED = 0x7A1_5E7
 STRATIFIED_SALT = 0x57_2A7
-# The split names, owned here: every split a data module makes, and those a trained supernet is
-# scored on (val: carved from train with val_per_class, else the dataset's val/test images;
-# test: the dataset's val/test images; search: the search's held-out fitness split).
-SPLITS = ("train", "search", "val", "test")
-EVAL_SPLITS = ("val", "test", "search")
-
-
-def check_eval_split(split: str, key: str = "split") -> str:
-    """``split`` if it is one of :data:`EVAL_SPLITS`; else a :class:`ConfigError` naming
-    ``key``."""
-    if split not in EVAL_SPLITS:
-        *rest, last = EVAL_SPLITS
-        raise ConfigError(f"{key}={split}: use {', '.join(rest)} or {last}")
-    return split
 
 
 def split_held_out(
@@ -118,13 +105,12 @@ def cap_workers(num_workers: int) -> int:
     than cores only slow loading down (PyTorch warns about it twice per loader). The loaded
     batches do not depend on the worker count (every sample is seeded from its index)."""
     cores = usable_cores()
-    if num_workers <= cores:
-        return num_workers
-    _say(
-        f"ovo: data.num_workers={num_workers} is more than the {cores} CPU cores this process "
-        f"may use; using num_workers={cores}"
-    )
-    return cores
+    if num_workers > cores:
+        _say(
+            f"ovo: data.num_workers={num_workers} is more than the {cores} CPU cores this "
+            f"process may use; using num_workers={cores}"
+        )
+    return min(num_workers, cores)
 
 
 @rank_zero_only

@@ -26,12 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from ovo.errors import ConfigError
-from ovo.search.constraints import (
-    Constraints,
-    check_feasible,
-    draw_accepted,
-    sample_feasible,
-)
+from ovo.search.constraints import Constraints, check_feasible, draw_accepted, sample_feasible
 from ovo.search.fitness import FullFitness, Race
 from ovo.search.result import EvaluatedArch, GenerationRecord, SearchResult, rank
 from ovo.search.state import (
