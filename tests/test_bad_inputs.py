@@ -29,6 +29,8 @@ TRAIN_CASES = {
     "batch size zero": (["data.batch_size=0"], "data.batch_size must be >= 1"),
     "aug key unknown": (["+data.aug.flip=0.5"], "unknown setting data.aug.flip"),
     "resume without a checkpoint": (["ckpt_path=last"], "ckpt_path=last"),
+    "resume from a directory": (["ckpt_path={ckpt_dir}"], "is a directory; pass the .ckpt file"),
+    "resume from a corrupt checkpoint": (["ckpt_path={broken}"], "trained: last.ckpt)"),
 }
 CKPT_CASES = {
     "search": {
@@ -42,6 +44,9 @@ CKPT_CASES = {
         "bad data value": (["data.batch_size=0"], "data.batch_size must be >= 1"),
         "checkpoint missing": (["ckpt_path=/nonexistent.ckpt"], "does not exist"),
         "checkpoint of another space": (["+space=tiny"], "trained on space 'micro'"),
+        "checkpoint is a directory": (["ckpt_path={ckpt_dir}"], "e.g. {ckpt}"),
+        "corrupt checkpoint": (["ckpt_path={broken}"], "other checkpoints in {ckpt_dir}: last"),
+        "unknown final split": (["final_split=train"], "final_split=train: use val, test or"),
     },
     "evaluate": {
         "unknown split": (["split=train"], "split=train: use val, test or search"),
@@ -56,6 +61,7 @@ CKPT_CASES = {
         "malformed arch YAML": (["arch={bad_yaml}"], "is not valid YAML"),
         "verify batch zero": (["verify_batch=0"], "verify_batch=0"),
         "not a checkpoint": (["ckpt_path={not_a_ckpt}"], "is not a readable checkpoint"),
+        "checkpoint is a directory": (["ckpt_path={ckpt_dir}"], "is a directory; pass the"),
     },
 }
 
@@ -71,7 +77,16 @@ def files(tmp_path):
     ckpt = tmp_path / "trained" / "last.ckpt"
     ckpt.parent.mkdir()
     shutil.copyfile(FIX / "last.ckpt", ckpt)
-    return {"bad_yaml": bad, "big_arch": big, "not_a_ckpt": junk, "ckpt": ckpt}
+    broken = ckpt.parent / "broken.ckpt"  # beside a good one, which the error names
+    broken.write_bytes(ckpt.read_bytes()[:5000])
+    return {
+        "bad_yaml": bad,
+        "big_arch": big,
+        "not_a_ckpt": junk,
+        "ckpt": ckpt,
+        "ckpt_dir": ckpt.parent,
+        "broken": broken,
+    }
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -127,5 +142,5 @@ def test_checkpoint_command_mistakes(command, case, files, tmp_path, capsys):
         args += [f"hydra.run.dir={out}/evaluate"]
     args += [a.format(**files) for a in overrides]
     code = run_module(f"ovo.{command}", args)
-    _one_error_line(code, capsys.readouterr().err, needle)
+    _one_error_line(code, capsys.readouterr().err, needle.format(**files))
     assert _snapshot(tmp_path) == before

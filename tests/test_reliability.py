@@ -65,8 +65,15 @@ def _bad_layouts(tmp_path):
     (empty_class / "train" / "c").mkdir()
     (empty_class / "val" / "c").mkdir()
     few = _folder(tmp_path / "few", per_class=3)
+    a_file = tmp_path / "data.tar"
+    a_file.write_bytes(b"an archive, not unpacked")
     return {
         "missing root": ([f"data.root={tmp_path}/nope"], "does not exist"),
+        "root is a file": ([f"data.root={a_file}"], f"{a_file} is a file, not a folder"),
+        "cifar root is a file": (
+            ["data=cifar10", f"data.root={a_file}"],
+            f"{a_file} is a file, not a folder; expected a folder that contains cifar-10",
+        ),
         "empty root": ([f"data.root={empty}"], "train"),
         "no train split": ([f"data.root={no_train}"], "train"),
         "class without images": ([f"data.root={empty_class}"], "train/c has no images"),
@@ -90,6 +97,8 @@ def _bad_layouts(tmp_path):
 
 CASES = [
     "missing root",
+    "root is a file",
+    "cifar root is a file",
     "empty root",
     "no train split",
     "class without images",

@@ -96,15 +96,6 @@ class LoadedSupernet:
         return self.net.cfg
 
     @property
-    def version(self) -> int:
-        return int(self.record["version"]) if self.record else 1
-
-    @property
-    def train_config(self) -> dict[str, Any] | None:
-        """The composed training config (format 2 on), else ``None``."""
-        return self.record["config"] if self.record else None
-
-    @property
     def recipe(self) -> dict[str, Any] | None:
         """:func:`training_recipe` of the run (format 2 on), else ``None``."""
         return self.record["recipe"] if self.record else None
@@ -159,14 +150,43 @@ class LoadedSupernet:
         return datamodule_from_config(self.data_config(overrides))
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one clear error for every way it can fail."""
+def other_checkpoints(path: str | Path) -> str:
+    """The ``.ckpt`` files beside ``path`` (newest first) as a hint for an error message: what
+    the user can pass instead of a file that cannot be used."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist (training writes them to "
-            "<run dir>/checkpoints/{last,best-*}.ckpt)"
-        )
+    try:
+        others = [p for p in path.parent.glob("*.ckpt") if p.name != path.name and p.is_file()]
+        others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        others = []
+    if not others:
+        return f"no other checkpoint in {path.parent}"
+    return f"other checkpoints in {path.parent}: {', '.join(p.name for p in others)}"
+
+
+def check_checkpoint_path(path: str | Path, label: str = "checkpoint ") -> Path:
+    """``path`` if it is a file; else a :class:`CheckpointError` that says what it is (missing,
+    or a directory, with a checkpoint file found inside). ``label`` precedes the path in the
+    message (e.g. ``"ckpt_path="``)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        # a run directory keeps them in checkpoints/; not a recursive walk (it may be huge)
+        inside = [*sorted(path.glob("*.ckpt")), *sorted(path.glob("checkpoints/*.ckpt"))]
+        inside.sort(key=lambda p: p.name != "last.ckpt")  # stable: last.ckpt first
+        example = f", e.g. {inside[0]}" if inside else f" (none in it or in {path}/checkpoints)"
+        raise CheckpointError(f"{label}{path} is a directory; pass the .ckpt file inside{example}")
+    raise CheckpointError(
+        f"{label}{path} does not exist (training writes them to "
+        "<run dir>/checkpoints/{last,best-*}.ckpt)"
+    )
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with one clear error for every way it can fail
+    (an unreadable file's error lists the other checkpoints beside it)."""
+    path = check_checkpoint_path(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (
@@ -178,9 +198,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         OSError,
     ) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first.split(". ")[0]  # torch appends paragraphs of advice
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated, corrupt or not a "
-            f"torch file: {first[:200]}); use a .ckpt written by ovo.train"
+            f"torch file: {first[:200]}); use a .ckpt written by ovo.train "
+            f"({other_checkpoints(path)})"
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(

@@ -14,12 +14,14 @@ error too.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -158,6 +160,52 @@ def check_writable(directory: str | Path, need_bytes: int = 0) -> None:
             f"checkpoints need about {need_bytes / 2**30:.2f} GiB; free space or "
             "move the outputs (hydra.run.dir=..., OVO_LOG_DIR=...)"
         )
+
+
+LOCK_NAME = ".ovo.lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(directory: str | Path, command: str) -> Iterator[None]:
+    """Hold ``directory/.ovo.lock`` while the block runs, so that a second ``command`` into the
+    same run directory refuses with one line instead of writing the same files.
+
+    The lock is an ``fcntl.flock``, which the OS drops when its process dies: a crashed or
+    ``kill -9``-ed run leaves at most a stale file, which does not block. The file is removed
+    on the way out (nothing is left behind by a run that refuses or fails). On a filesystem
+    without ``flock`` the run goes on unlocked.
+    """
+    directory = Path(directory)
+    path = directory / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"{directory} is in use by another {command} run (pid {holder}); wait for it to "
+                "finish, or give this one its own directory (name=... or hydra.run.dir=...)"
+            ) from None
+        except OSError:  # no flock here (some network filesystems): run unlocked
+            os.close(fd)
+            yield
+            return
+        try:  # a run that just finished may have removed the file we opened: lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding the lock: see the inode check above
+        os.close(fd)
 
 
 def open_checkpoint(cfg: DictConfig) -> Any:

@@ -28,14 +28,11 @@ from ovo.commands.base import (
     output_dir,
     print_outputs,
 )
+from ovo.data.splits import EVAL_SPLITS, check_eval_split  # noqa: F401 (rank.py imports it here)
 from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator
 from ovo.space import Arch
 from ovo.supernet import SuperViT
-
-# val: the validation split (carved from train with data.val_per_class, else the dataset's
-# val/test images); test: the dataset's val/test images; search: the search's fitness split
-EVAL_SPLITS = ("val", "test", "search")
 
 
 @torch.inference_mode()
@@ -60,8 +57,7 @@ def inference_throughput(
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    if cfg.split not in EVAL_SPLITS:
-        raise ConfigError(f"split={cfg.split}: use val, test or search")
+    check_eval_split(cfg.split)
     if cfg.throughput_batch < 1:
         raise ConfigError(f"throughput_batch={cfg.throughput_batch} must be at least 1")
     eval_settings = EvalSettings.from_dict(cfg.eval)

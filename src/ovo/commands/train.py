@@ -7,6 +7,7 @@ logs are. Checkpoints carry the training record of :mod:`ovo.checkpoint`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,19 +17,21 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from ovo import hydra_ddp
 from ovo.archspec import parse_one_arch
 from ovo.atomic import atomic_write_json
-from ovo.checkpoint import RecordTraining, load_supernet
+from ovo.checkpoint import RecordTraining, check_checkpoint_path, load_supernet, read_checkpoint
 from ovo.commands.base import check_writable, hydra_command, print_outputs
 from ovo.data import datamodule_from_config
 from ovo.errors import ConfigError
 from ovo.module import OVOModule
 from ovo.settings import plain
 from ovo.space import SearchSpace
+from ovo.units import format_count
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
@@ -85,18 +88,20 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> 
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from, read once before any work so that a missing, truncated
+    or foreign file is one line naming it and the checkpoints beside it, not Lightning's
+    traceback inside ``fit``."""
     if not ckpt_path:
         return None
     if ckpt_path == "last":
         last = Path(output_dir) / "checkpoints" / "last.ckpt"
-        if not last.is_file():
+        if not last.exists():
             raise ConfigError(
                 f"ckpt_path=last but {last} does not exist: resume by passing the "
                 "old run's directory (hydra.run.dir=...) or a checkpoint path"
             )
-        return str(last)
-    if not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
+        ckpt_path = str(last)
+    read_checkpoint(check_checkpoint_path(ckpt_path, "ckpt_path="))
     return ckpt_path
 
 
@@ -117,12 +122,25 @@ def prepare(cfg: DictConfig) -> tuple[Any, OVOModule, str | None]:
 
 
 def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Fit the supernet; returns the final metrics and where the artefacts are."""
+    """Fit the supernet; returns the final metrics and where the artefacts are. A W&B run is
+    closed however training ends (marked failed if it raised)."""
+    failed = True
+    try:
+        summary = _fit(cfg, extra_callbacks)
+        failed = False
+        return summary
+    finally:
+        _finish_wandb(failed)
+
+
+def _fit(cfg: DictConfig, extra_callbacks: list[Any] | None) -> dict[str, Any]:
     datamodule, module, ckpt_path = prepare(cfg)
     output_dir = cfg.paths.output_dir
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks")) + list(extra_callbacks or [])
+    callbacks = [supernet_summary(c) for c in callbacks]
     callbacks.append(RecordTraining(cfg))
+    silence_lightning_tips()
     trainer = build_trainer(cfg, callbacks, loggers)
     global_batch = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     module.check_optimization(global_batch, int(trainer.max_epochs or 1))
@@ -135,8 +153,81 @@ def train(cfg: DictConfig, extra_callbacks: list[Any] | None = None) -> dict[str
     if trainer.is_global_zero and summary["panel"]:
         # the last validation panel, for sweep summaries (ovo.sweep) and scripts
         atomic_write_json(Path(output_dir) / "panel.json", {"panel": summary["panel"]})
-    _finish_wandb()
     return summary
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing [litlogger/litmodels]" advertisements."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+_NO_TIPS = _NoTips()
+
+
+def silence_lightning_tips() -> None:
+    """Filter Lightning's advertisements for its cloud loggers out of the log (idempotent; its
+    other messages stay)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _NO_TIPS not in logger.filters:
+            logger.addFilter(_NO_TIPS)
+
+
+class SupernetSummary(RichModelSummary):
+    """Lightning's rich model summary, with ovo's closed-form costs of the smallest and largest
+    subnet in place of its FLOPs (which it counts by running an ``example_input_array``, which a
+    supernet has no one of: it printed 0)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        net = pl_module.net
+        space = net.space
+        self._subnets = [
+            (name, net.num_params(arch), net.num_macs(arch))
+            for name, arch in (("smallest", space.min_arch), ("largest", space.max_arch))
+        ]
+        super().on_fit_start(trainer, pl_module)
+
+    def summarize(  # type: ignore[override]
+        self,
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        from rich import get_console
+        from rich.table import Table
+
+        data = [(name, column) for name, column in summary_data if name != "FLOPs"]
+        table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
+        for name, _ in data:
+            table.add_column(name, justify="right" if name == "Params" else "left")
+        for row in zip(*(column for _, column in data)):
+            table.add_row(*row)
+        lines = [
+            f"[bold]Supernet params[/]: {format_count(total_parameters)} "
+            f"({format_count(trainable_parameters)} trainable, {model_size:.1f} MB)",
+            *(
+                f"[bold]{name.capitalize()} subnet[/]: {format_count(params)} params, "
+                f"{format_count(macs)} MACs per image"
+                for name, params, macs in self._subnets
+            ),
+        ]
+        console = get_console()
+        console.print(table)
+        console.print("\n".join(lines))
+
+
+def supernet_summary(callback: Any) -> Any:
+    """Lightning's own model summary callbacks (``callbacks.model_summary``) replaced by
+    :class:`SupernetSummary` with the same depth; any other callback as it is."""
+    if type(callback) in (ModelSummary, RichModelSummary):
+        return SupernetSummary(callback._max_depth, **callback._summarize_kwargs)
+    return callback
 
 
 def summarize(trainer: L.Trainer, module: OVOModule, output_dir: str) -> dict[str, Any]:
@@ -191,13 +282,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print_outputs("ovo training finished", outputs, lines)
 
 
-def _finish_wandb() -> None:
-    # each multirun job must end its W&B run, or the next job logs into it
+def _finish_wandb(failed: bool = False) -> None:
+    # each multirun job must end its W&B run, or the next job logs into it; a failed one too
+    # (as lightning-hydra-template does), or its run stays open and the next job joins it
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            wandb.finish(exit_code=1 if failed else 0)
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -17,6 +17,8 @@ with per-step collectives.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,9 +26,11 @@ from typing import Any, ClassVar
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from ovo.data.sampling import EvalSampler, SeededDataset, Source, TrainSampler, mix_seed
+from ovo.data.splits import SPLITS, check_eval_split
 from ovo.data.transforms import AugConfig, build_eval_transform, build_train_transform
 from ovo.errors import ConfigError, DataError
 
@@ -36,7 +40,6 @@ DEFAULT_DATA_DIR = "~/.cache/ovo-data"
 SEARCH_SPLIT_SEED = 0x5EA2C4
 VAL_SPLIT_SEED = 0x7A1_5E7
 STRATIFIED_SALT = 0x57_2A7
-SPLITS = ("train", "search", "val", "test")
 
 
 def split_held_out(
@@ -85,6 +88,34 @@ def split_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, search): the search split held out of ``pool`` (see :func:`split_held_out`)."""
     return split_held_out(targets, pool, per_class, num_classes, class_names)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a SLURM allocation; the
+    machine's count where there is no mask)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cap_workers(num_workers: int) -> int:
+    """``num_workers`` capped at :func:`usable_cores`, said once (rank 0) when capped: a
+    checkpoint's data config comes from the machine it was trained on, and more loader workers
+    than cores only slow loading down (PyTorch warns about it twice per loader). The loaded
+    batches do not depend on the worker count (every sample is seeded from its index)."""
+    cores = usable_cores()
+    if num_workers > cores:
+        _say(
+            f"ovo: data.num_workers={num_workers} is more than the {cores} CPU cores this "
+            f"process may use; using num_workers={cores}"
+        )
+    return min(num_workers, cores)
+
+
+@rank_zero_only
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def check_positive(name: str, value: int, minimum: int = 1) -> int:
@@ -144,7 +175,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self.eval_batch_size = check_positive(
             "eval_batch_size", 2 * batch_size if eval_batch_size is None else eval_batch_size
         )
-        self.num_workers = check_positive("num_workers", num_workers, 0)
+        self.num_workers = cap_workers(check_positive("num_workers", num_workers, 0))
         self.img_size = check_positive("img_size", img_size)
         self.seed = int(seed)
         self.search_per_class = check_positive("search_per_class", search_per_class, 0)
@@ -289,10 +320,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """The in-order, sharded, un-augmented loader of ``split``: val, test or search."""
-        if split == "search":
+        if check_eval_split(split) == "search":
             return self.search_dataloader()
-        if split not in ("val", "test"):
-            raise ConfigError(f"split={split}: use val, test or search")
         return self._eval_loader(split)
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -19,6 +19,7 @@ from ovo.data.sources import (
     ArraySource,
     FakeSource,
     FolderSource,
+    check_root_folder,
     download_cifar,
     list_class_dirs,
     load_cifar,
@@ -278,8 +279,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
 
     def _check_layout(self) -> Path:
         assert self.root is not None
-        if not self.root.is_dir():
-            raise DataError(f"data root {self.root} does not exist; expected {self._layout()}")
+        check_root_folder(self.root, self._layout())
         train_dir = self.root / self.train_split
         if not train_dir.is_dir():
             found = sorted(p.name for p in self.root.iterdir())[:10]

@@ -129,6 +129,15 @@ class FolderSource:
 _EXTENSIONS = tuple(IMG_EXTENSIONS)
 
 
+def check_root_folder(root: Path, expected: str) -> None:
+    """A data root that is not a folder, said as what it is (a file, or missing); ``expected``
+    describes the layout wanted."""
+    if root.is_dir():
+        return
+    what = "is a file, not a folder" if root.exists() else "does not exist"
+    raise DataError(f"data root {root} {what}; expected {expected}")
+
+
 def list_class_dirs(split_dir: Path) -> list[str]:
     """Sorted class folder names of ``split_dir`` (hidden folders skipped, as ``.ipynb_*``)."""
     with os.scandir(split_dir) as entries:
@@ -204,6 +213,8 @@ def load_cifar(root: Path, hundred: bool, train: bool) -> tuple[ArraySource, lis
     cls = _CIFAR100Files if hundred else _CIFAR10Files
     label = "CIFAR-100" if hundred else "CIFAR-10"
     folder = root / cls.base_folder
+    if root.exists():
+        check_root_folder(root, f"a folder that contains {cls.base_folder}/")
     missing = [f for f in cifar_expected_files(cls) if not (folder / f).is_file()]
     if missing:
         raise DataError(

@@ -162,7 +162,7 @@ def _infeasible(
     )
 
 
-def _draw(
+def draw_accepted(
     space: SearchSpace, rng: random.Random, accept: Callable[[Arch], bool], max_tries: int
 ) -> Arch | None:
     """First of up to ``max_tries`` uniform samples that ``accept`` takes, else ``None``."""
@@ -186,7 +186,7 @@ def sample_feasible(
 
     Raises :class:`InfeasibleBudgetError` after ``max_tries`` rejected draws.
     """
-    arch = _draw(
+    arch = draw_accepted(
         space,
         rng,
         lambda a: a not in exclude and constraints.satisfied(a, cost),
@@ -300,7 +300,7 @@ def check_feasible(
         raise _infeasible(space, cost, c)
     if c.unbounded:
         return space.min_arch
-    found = _draw(space, random.Random(seed), lambda a: c.satisfied(a, cost), samples)
+    found = draw_accepted(space, random.Random(seed), lambda a: c.satisfied(a, cost), samples)
     if found is not None:
         return found
     if c.table is not None and c.satisfied(c.table.fastest_arch(space), cost):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from ovo.errors import ConfigError
-from ovo.search.constraints import Constraints, _draw, check_feasible, sample_feasible
+from ovo.search.constraints import Constraints, check_feasible, draw_accepted, sample_feasible
 from ovo.search.fitness import FullFitness, Race
 from ovo.search.result import EvaluatedArch, GenerationRecord, SearchResult, rank
 from ovo.search.state import (
@@ -195,6 +195,9 @@ class Search:
             of the resume fingerprint, so a state written for another evaluator is not resumed.
         on_generation: called after each generation this run completes, once its state is
             saved, with (generation, record, the generation's new evaluations).
+        budget_checked: the caller has already run :func:`check_feasible` on these space,
+            costs and constraints (the search command does, before loading any data), so
+            :meth:`run` does not run it again.
     """
 
     def __init__(
@@ -208,6 +211,7 @@ class Search:
         state_path: str | Path | None = None,
         context: Mapping[str, Any] | None = None,
         on_generation: OnGeneration | None = None,
+        budget_checked: bool = False,
     ) -> None:
         self.space, self.cost = space, cost
         self.fitness: Race = fitness if hasattr(fitness, "race") else FullFitness(fitness)
@@ -217,6 +221,7 @@ class Search:
         self.state_path = Path(state_path) if state_path is not None else None
         self.context = dict(context or {})
         self.on_generation = on_generation
+        self.budget_checked = budget_checked
         self._reset()
 
     @property
@@ -300,7 +305,7 @@ class Search:
         leaves too few new archs to find in ``max_tries`` draws)."""
         taken = set(candidates)
         while len(candidates) < self.config.population:
-            arch = _draw(
+            arch = draw_accepted(
                 self.space, self.rng, lambda a: self.admissible(a, taken), self.config.max_tries
             )
             if arch is None:
@@ -380,9 +385,10 @@ class Search:
     def run(self) -> SearchResult:
         """Run (or resume from ``state_path``) to the last generation and return the result.
 
-        The budget is checked before any evaluation.
+        The budget is checked before any evaluation (unless the caller did, ``budget_checked``).
         """
-        check_feasible(self.space, self.cost, self.constraints, seed=self.config.seed)
+        if not self.budget_checked:
+            check_feasible(self.space, self.cost, self.constraints, seed=self.config.seed)
         self._reset()
         if self.state_path is not None and self.state_path.exists():
             self._restore(load_state(self.state_path, self.settings))
