@@ -105,8 +105,10 @@ def export_program(model: nn.Module, x: torch.Tensor) -> torch.export.ExportedPr
 
 
 def write_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
+    buffer = io.BytesIO()  # torch wants a name ending in .pt2 or a buffer, not a temp name
+    torch.export.save(program, buffer)
     with atomic_path(path) as tmp:
-        torch.export.save(program, str(tmp))
+        tmp.write_bytes(buffer.getvalue())
 
 
 def check_pt2(path: Path, x: torch.Tensor, expected: torch.Tensor) -> Check:

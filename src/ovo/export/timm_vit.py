@@ -191,5 +191,9 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> Visio
         model = build_timm_vit(arch, cfg, head_dim)
     model.load_state_dict(load_file(str(weights), device=str(device)), strict=True, assign=True)
     if "pretrained_cfg" in meta:  # format 2: timm's preprocessing (resolve_data_config reads it)
-        model.pretrained_cfg = model.default_cfg = dict(meta["pretrained_cfg"])
+        pre = dict(meta["pretrained_cfg"])
+        for key in ("input_size", "test_input_size", "min_input_size"):  # JSON lists, as timm
+            if isinstance(pre.get(key), list):
+                pre[key] = tuple(pre[key])
+        model.pretrained_cfg = model.default_cfg = pre
     return model.eval()
