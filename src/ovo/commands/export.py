@@ -12,6 +12,7 @@ same logits through both loaders, and that each deployment file matches the timm
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,12 @@ def run(cfg: DictConfig) -> dict:
     )
     import timm
 
+    timm_log = logging.getLogger("timm")
+    level, _ = timm_log.level, timm_log.setLevel(logging.WARNING)  # not its "Loaded ..." line
     with torch.no_grad():  # the saved files alone give the same logits, through both loaders
         reload_diff = float((load_exported(out)(x) - logits).abs().max())
         timm_model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+        timm_log.setLevel(level)
         timm_same = torch.equal(timm_model(x), logits)
     if not timm_same:
         raise RuntimeError("timm.create_model('local-dir:...') gives other logits: a bug in ovo")

@@ -55,7 +55,8 @@ def check_formats(formats: list[str], onnx: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class Check:
-    """A deployment file checked against the timm model on the verify batch."""
+    """A deployment file checked against the timm model on the verify batch plus one image (a
+    batch size other than the one it was exported with)."""
 
     fmt: str
     path: Path
@@ -93,6 +94,12 @@ def _compare(fmt: str, path: Path, got: torch.Tensor, expected: torch.Tensor) ->
     return Check(fmt, path, diff, same_top1, tol)
 
 
+def other_batch(x: torch.Tensor, expected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The verify batch and its logits grown by one image: a file whose batch size was fixed at
+    export fails on it (eval-mode logits are per image)."""
+    return torch.cat([x, x[:1]]), torch.cat([expected, expected[:1]])
+
+
 def _batch_dim() -> object:
     return torch.export.Dim("batch", min=1, max=MAX_BATCH)
 
@@ -114,6 +121,7 @@ def write_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
 def check_pt2(path: Path, x: torch.Tensor, expected: torch.Tensor) -> Check:
     """Load ``model.pt2`` back as a user would (torch alone) and compare."""
     loaded = torch.export.load(str(path)).module()
+    x, expected = other_batch(x, expected)
     with torch.no_grad():
         got = loaded(x)
     return _compare("pt2", path, got, expected)
@@ -148,5 +156,6 @@ def check_onnx(path: Path, x: torch.Tensor, expected: torch.Tensor) -> Check:
     except ImportError:
         return Check("onnx", path, None, None, TOLERANCE["onnx"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, expected = other_batch(x, expected)
     got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
     return _compare("onnx", path, got, expected)
