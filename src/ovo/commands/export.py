@@ -106,11 +106,9 @@ def run(cfg: DictConfig) -> dict:
             f"exported logits differ from the supernet's by {diff:.3g} (> "
             f"{PARITY_TOL * scale:.3g}): this is a bug in ovo, please report it"
         )
-    accuracy = evaluate_arch(cfg, loaded, arch) if cfg.get("eval_split") else None
-    if accuracy is None and search:
-        accuracy = search.pop("accuracy")
-    elif search:
-        search.pop("accuracy")
+    # the export's own evaluation, when asked for, wins over the search's numbers
+    searched = search.pop("accuracy") if search else None
+    accuracy = evaluate_arch(cfg, loaded, arch) if cfg.get("eval_split") else searched
     card = {
         "space": loaded.space.name,
         "dataset": dataset_facts(loaded),
@@ -134,12 +132,15 @@ def run(cfg: DictConfig) -> dict:
     import timm
 
     timm_log = logging.getLogger("timm")
-    level, _ = timm_log.level, timm_log.setLevel(logging.WARNING)  # not its "Loaded ..." line
-    with torch.no_grad():  # the saved files alone give the same logits, through both loaders
-        reload_diff = float((load_exported(out)(x) - logits).abs().max())
-        timm_model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    level = timm_log.level
+    timm_log.setLevel(logging.WARNING)  # not its "Loaded ... from checkpoint" line
+    try:  # the saved files alone give the same logits, through both loaders
+        with torch.no_grad():
+            reload_diff = float((load_exported(out)(x) - logits).abs().max())
+            timm_model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+            timm_same = torch.equal(timm_model(x), logits)
+    finally:
         timm_log.setLevel(level)
-        timm_same = torch.equal(timm_model(x), logits)
     if not timm_same:
         raise RuntimeError("timm.create_model('local-dir:...') gives other logits: a bug in ovo")
     report: dict[str, Any] = {
