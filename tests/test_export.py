@@ -216,6 +216,24 @@ def test_card_accuracy_from_the_exports_own_evaluation_equals_ovo_evaluate(tmp_p
     assert [m["value"] for m in metrics["metrics"]] == [row["acc1"], row["acc5"]]
 
 
+def test_card_latency_is_the_tables_prediction(tmp_path):
+    from ovo.latency import load_table
+
+    table_run = [f"ckpt_path={CKPT}", "repeats=2", "rounds=1", "warmup=1", "verify=0"]
+    assert run_module("ovo.latency", [*table_run, f"hydra.run.dir={tmp_path}/lat"]) == 0
+    path = tmp_path / "lat" / "latency_table.json"
+    code, out = _export(tmp_path, "arch=max", f"latency_table={path}")
+    assert code == 0
+    table = load_table(str(path))
+    predicted = table.predict(load_supernet(CKPT).space.max_arch)
+    assert json.loads((out / "config.json").read_text())["card"]["latency"]["predicted_ms"] == (
+        predicted
+    )
+    card = (out / "README.md").read_text()
+    assert f"{predicted:.3g} ms predicted by the lookup table" in card
+    assert f"threads {table.conditions['threads']}" in card and str(path) in card
+
+
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
@@ -231,6 +249,7 @@ BAD = {
     "hub repo id malformed": (["push_to_hub=not//valid"], "is not a Hub repo id"),
     "eval split unknown": (["eval_split=train"], "eval_split=train"),
     "search result missing": (["search_result=/nonexistent/results.json"], "does not exist"),
+    "latency table missing": (["latency_table=/nonexistent/table.json"], "does not exist"),
     "arch not in the search result": ([f"search_result={RESULTS}", "arch=max"], "finalists"),
 }
 

@@ -86,7 +86,7 @@ def run(cfg: DictConfig) -> dict:
     search = search_facts(cfg.search_result, arch) if cfg.get("search_result") else None
     latency = (search or {}).pop("latency", None)  # the search's prediction for its best arch
     if cfg.get("latency_table"):
-        latency = latency_facts(cfg.latency_table, arch)
+        latency = latency_facts(cfg.latency_table, arch, loaded)
     net, vit = loaded.net, loaded.cfg
     model = export_subnet(net, arch).eval()
     x = torch.randn(

@@ -81,11 +81,13 @@ def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
     return facts
 
 
-def latency_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
-    """``arch``'s latency predicted by the table at ``path`` (from ``python -m ovo.latency``)."""
+def latency_facts(path: str | Path, arch: Arch, loaded: Any) -> dict[str, Any]:
+    """``arch``'s latency predicted by the table at ``path`` (from ``python -m ovo.latency``),
+    which must be a table of ``loaded``'s space and model settings."""
     from ovo.latency import load_table
 
     table = load_table(str(path))
+    table.check_matches(loaded.space, loaded.cfg, loaded.space.head_dim)
     return {
         "predicted_ms": table.predict(arch),
         "measured_ms": None,

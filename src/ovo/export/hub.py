@@ -250,11 +250,24 @@ def push_folder(folder: str | Path, repo_id: str, commit_message: str) -> str:
     from huggingface_hub import HfApi
 
     api = HfApi(library_name="timm")
-    repo = api.create_repo(repo_id, exist_ok=True, repo_type="model")
-    api.upload_folder(
-        repo_id=repo.repo_id,
-        folder_path=str(folder),
-        commit_message=commit_message,
-        allow_patterns=["config.json", "model.safetensors", "README.md", "model.onnx", "model.pt2"],
-    )
+    try:
+        repo = api.create_repo(repo_id, exist_ok=True, repo_type="model")
+        api.upload_folder(
+            repo_id=repo.repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            allow_patterns=[
+                "config.json",
+                "model.safetensors",
+                "README.md",
+                "model.onnx",
+                "model.pt2",
+            ],
+        )
+    except Exception as err:  # the folder is complete: say how to upload it later
+        first = " ".join(str(err).split())[:200]
+        raise ConfigError(
+            f"push_to_hub={repo_id}: the upload failed ({first}); the export is complete in "
+            f"{folder}: upload it later with hf upload {repo_id} {folder}"
+        ) from None
     return str(repo)
