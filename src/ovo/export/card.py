@@ -66,7 +66,7 @@ def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
             "split": split,
             "acc1": entry[f"{split}_acc1"],
             "acc5": entry[f"{split}_acc5"],
-            "source": f"{path} (final[], {split} split)",
+            "source": f"{path}, final[], {split} split",
         },
     }
     best = results.get("best") or {}
@@ -76,7 +76,7 @@ def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
             "predicted_ms": best["latency_ms_predicted"],
             "measured_ms": best.get("latency_ms_measured"),
             "conditions": {k: v for k, v in table.items() if k not in ("space", "model")},
-            "source": f"{path} (best)",
+            "source": f"{path}, best",
         }
     return facts
 
@@ -92,7 +92,7 @@ def latency_facts(path: str | Path, arch: Arch, loaded: Any) -> dict[str, Any]:
         "predicted_ms": table.predict(arch),
         "measured_ms": None,
         "conditions": {k: v for k, v in table.conditions.items() if k not in ("space", "model")},
-        "source": f"{path} (latency table)",
+        "source": str(path),
     }
 
 
