@@ -169,6 +169,10 @@ def test_export_pt2_and_card_from_a_search_result(tmp_path):
     assert f"params <= {results['constraints']['params_max']:,}" in card
     assert results["checkpoint"] in card and f"{final['params']:,}" in card
     assert "torch.export.load" in card and "@article{wei2022ovo" in card
+    # timm's preprocessing is the eval transform of the data the checkpoint records (fake data)
+    pre = config["pretrained_cfg"]
+    assert pre["mean"] == pre["std"] == [0.5, 0.5, 0.5] and pre["input_size"] == [3, 32, 32]
+    assert (pre["crop_pct"], pre["interpolation"]) == (1.0, "bicubic")
 
     report = _fresh_process(tmp_path, out, arch, "pt2")
     assert report["max_abs_diff"] <= 1e-5 and report["batch1"] <= 1e-5 and report["same_top1"]
