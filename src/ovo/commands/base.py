@@ -38,6 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 OPEN_SECTIONS: dict[str, tuple[str, ...]] = {
     "search": ("data",),
     "evaluate": ("data",),
+    "export": ("data",),
     "rank": ("data",),
 }
 

@@ -1,62 +1,92 @@
 """``python -m ovo.export ckpt_path=... arch=best_arch.yaml``: a subnet as a stock timm model.
 
-Writes ``model.safetensors`` + ``config.json`` (loadable with :func:`ovo.export.load_exported`,
-no supernet code needed) and optionally ``model.onnx``; checks on a batch that the exported
-model's logits equal the supernet's for that arch, and says so.
+Writes timm's Hub folder (``config.json`` + ``model.safetensors``: loads with
+``timm.create_model("local-dir:<folder>", pretrained=True)`` after ``import ovo``, or with
+:func:`ovo.export.load_exported`), a model card (``README.md``), and with ``format=[...]``
+``model.pt2`` (``torch.export``) and ``model.onnx`` (the dynamo ONNX exporter). Checks on a
+batch that the exported model's logits equal the supernet's, that the saved folder gives the
+same logits through both loaders, and that each deployment file matches the timm model; says so.
+``push_to_hub=owner/name`` uploads the folder.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
 from ovo.archspec import parse_one_arch
-from ovo.atomic import atomic_path
-from ovo.commands.base import hydra_command, open_checkpoint, print_outputs
+from ovo.atomic import atomic_write_text
+from ovo.commands.base import eval_fabric, hydra_command, open_checkpoint, print_outputs
 from ovo.errors import ConfigError
+from ovo.export import formats as fmt
+from ovo.export.card import HUB_DATASETS, latency_facts, render, search_facts
+from ovo.export.hub import check_hub_reachable, check_repo_id, data_config_of, push_folder
 from ovo.export.timm_vit import export_subnet, load_exported, save_exported
 
 PARITY_TOL = 1e-5  # max |diff| relative to the logit scale (fp32)
-ONNX_TOL = 1e-4
+EVAL_SPLITS = ("val", "test", "search")
 
 
-def export_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path) -> float | None:
-    """Write ``model.onnx`` (dynamic batch); return max |onnx - torch| if onnxruntime exists."""
-    with atomic_path(path) as tmp:
-        torch.onnx.export(
-            model,
-            (x,),
-            str(tmp),
-            dynamo=False,
-            input_names=["images"],
-            output_names=["logits"],
-            opset_version=17,
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        )
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"images": x.numpy()})[0]
-    with torch.no_grad():
-        return float((torch.from_numpy(got) - model(x)).abs().max())
+def check_settings(cfg: DictConfig) -> tuple[list[str], str | None]:
+    """(formats, hub repo id) of the command line, every value checked before any work."""
+    if cfg.verify_batch < 1:
+        raise ConfigError(f"verify_batch={cfg.verify_batch} must be at least 1")
+    raw = cfg.get("format") or []
+    formats = fmt.check_formats([raw] if isinstance(raw, str) else list(raw), bool(cfg.onnx))
+    split = cfg.get("eval_split")
+    if split is not None and split not in EVAL_SPLITS:
+        raise ConfigError(f"eval_split={split}: use val, test or search (or null)")
+    for key in ("search_result", "latency_table"):
+        if cfg.get(key) and not Path(cfg[key]).is_file():
+            raise ConfigError(f"{key}={cfg[key]} does not exist")
+    hub_id = check_repo_id(str(cfg.push_to_hub)) if cfg.get("push_to_hub") else None
+    if hub_id:
+        check_hub_reachable(hub_id)
+    return formats, hub_id
+
+
+def dataset_facts(loaded: Any) -> dict[str, Any] | None:
+    data = (loaded.hparams or {}).get("data") or {}
+    target = str(data.get("_target_", ""))
+    key = target.rsplit(".", 1)[-1].removesuffix("DataModule").lower()
+    if key == "imagefolder" and data.get("root"):
+        key = Path(str(data["root"])).name.lower()
+    if key in HUB_DATASETS:
+        name, hub_id = HUB_DATASETS[key]
+        return {"name": name, "hub_id": hub_id}
+    return {"name": key, "hub_id": None} if key else None
+
+
+def evaluate_arch(cfg: DictConfig, loaded: Any, arch: Any) -> dict[str, Any]:
+    """Top-1/top-5 of ``arch`` (inherited weights) on ``cfg.eval_split``, as ovo.evaluate scores."""
+    from ovo.evaluation import SubnetEvaluator
+
+    split = cfg.eval_split
+    dm = loaded.datamodule(cfg.get("data"))
+    score = SubnetEvaluator(loaded.net, dm.eval_dataloader(split), eval_fabric(cfg), cache=False)
+    (result,) = score.evaluate([arch])
+    return {
+        "split": split,
+        "acc1": result.acc1 * 100,
+        "acc5": result.acc5 * 100,
+        "images": result.num_images,
+        "source": f"ovo.export's own evaluation, {result.num_images} images",
+    }
 
 
 def run(cfg: DictConfig) -> dict:
-    if cfg.verify_batch < 1:
-        raise ConfigError(f"verify_batch={cfg.verify_batch} must be at least 1")
-    if cfg.onnx:
-        try:
-            import onnx  # noqa: F401  (torch.onnx.export needs it)
-        except ImportError as err:
-            raise ConfigError(
-                "onnx=true needs the onnx package: uv sync --extra onnx (or pip install onnx)"
-            ) from err
+    formats, hub_id = check_settings(cfg)
     loaded = open_checkpoint(cfg)
     name, arch = parse_one_arch(cfg.arch, loaded.space)
+    search = search_facts(cfg.search_result, arch) if cfg.get("search_result") else None
+    latency = (search or {}).pop("latency", None)  # the search's prediction for its best arch
+    if cfg.get("latency_table"):
+        latency = latency_facts(cfg.latency_table, arch, loaded)
     net, vit = loaded.net, loaded.cfg
     model = export_subnet(net, arch).eval()
     x = torch.randn(
@@ -68,50 +98,92 @@ def run(cfg: DictConfig) -> dict:
     )
     with torch.no_grad():
         expected = net(x, arch)
-        diff = float((model(x) - expected).abs().max())
+        logits = model(x)
+    diff = float((logits - expected).abs().max())
     scale = max(float(expected.abs().max()), 1.0)
     if diff > PARITY_TOL * scale:
         raise RuntimeError(
             f"exported logits differ from the supernet's by {diff:.3g} (> "
             f"{PARITY_TOL * scale:.3g}): this is a bug in ovo, please report it"
         )
+    # the export's own evaluation, when asked for, wins over the search's numbers
+    searched = search.pop("accuracy") if search else None
+    accuracy = evaluate_arch(cfg, loaded, arch) if cfg.get("eval_split") else searched
+    card = {
+        "space": loaded.space.name,
+        "dataset": dataset_facts(loaded),
+        "accuracy": accuracy,
+        "search": search,
+        "latency": latency,
+    }
+    params, macs = net.num_params(arch), net.num_macs(arch)
     out = save_exported(
         model,
         arch,
         vit,
         loaded.space.head_dim,
         cfg.out_dir,
+        data_config=data_config_of(loaded),
         source_checkpoint=str(cfg.ckpt_path),
-        params=net.num_params(arch),
-        macs=net.num_macs(arch),
+        params=params,
+        macs=macs,
+        card=card,
     )
-    with torch.no_grad():  # the saved files alone give the same logits
-        reload_diff = float((load_exported(out)(x) - model(x)).abs().max())
-    report = {
+    import timm
+
+    timm_log = logging.getLogger("timm")
+    level = timm_log.level
+    timm_log.setLevel(logging.WARNING)  # not its "Loaded ... from checkpoint" line
+    try:  # the saved files alone give the same logits, through both loaders
+        with torch.no_grad():
+            reload_diff = float((load_exported(out)(x) - logits).abs().max())
+            timm_model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+            timm_same = torch.equal(timm_model(x), logits)
+    finally:
+        timm_log.setLevel(level)
+    if not timm_same:
+        raise RuntimeError("timm.create_model('local-dir:...') gives other logits: a bug in ovo")
+    report: dict[str, Any] = {
         "arch": name,
         "out_dir": str(out),
-        "params": net.num_params(arch),
-        "macs": net.num_macs(arch),
+        "params": params,
+        "macs": macs,
         "parity_max_abs_diff": diff,
         "reload_max_abs_diff": reload_diff,
+        "formats": formats,
     }
     lines = [
-        f"'{name}': {report['params'] / 1e6:.2f}M params, {report['macs'] / 1e6:.1f}M MACs",
+        f"'{name}': {params / 1e6:.2f}M params, {macs / 1e6:.1f}M MACs",
         f"parity: timm model vs supernet logits, max |diff| = {diff:.2e} "
         f"(tolerance {PARITY_TOL * scale:.1e}) OK",
-        f"reload: model.safetensors + config.json -> same logits (max |diff| = {reload_diff:.1e})",
+        f"reload: load_exported -> same logits (max |diff| = {reload_diff:.1e}); "
+        f'timm.create_model("local-dir:...") -> identical logits',
     ]
-    outputs = {"model": out}
-    if cfg.onnx:
-        onnx_diff = export_onnx(model, x, out / "model.onnx")
-        report["onnx_max_abs_diff"] = onnx_diff
-        outputs["onnx"] = out / "model.onnx"
-        if onnx_diff is None:
-            lines.append("onnx:   model.onnx written (install onnxruntime to check it)")
-        elif onnx_diff > ONNX_TOL:
-            raise RuntimeError(f"ONNX logits differ by {onnx_diff:.3g} (> {ONNX_TOL})")
-        else:
-            lines.append(f"onnx:   onnxruntime vs torch max |diff| = {onnx_diff:.1e} OK")
+    outputs: dict[str, Path] = {"model": out}
+    if "pt2" in formats or "onnx" in formats:
+        program = fmt.export_program(timm_model, x)
+        checks = []
+        if "pt2" in formats:
+            fmt.write_pt2(program, out / "model.pt2")
+            checks.append(fmt.check_pt2(out / "model.pt2", x, logits))
+        if "onnx" in formats:
+            fmt.write_onnx(program, x, out / "model.onnx")
+            checks.append(fmt.check_onnx(out / "model.onnx", x, logits))
+        for check in checks:
+            outputs[check.fmt] = check.path
+            report[f"{check.fmt}_check"] = check.to_dict()
+            lines.append(check.line())
+        if "onnx" in formats:  # the key `onnx=true` reported before the format list existed
+            report["onnx_max_abs_diff"] = report["onnx_check"]["max_abs_diff"]
+    if cfg.get("card", True):
+        config = json.loads((out / "config.json").read_text())
+        files = sorted(p.name for p in out.iterdir())
+        atomic_write_text(out / "README.md", render(name, config, files, hub_id))
+        outputs["card"] = out / "README.md"
+    if hub_id:
+        url = push_folder(out, hub_id, f"ovo export of '{name}' ({arch.short()})")
+        lines.append(f'hub: uploaded to {url} (timm.create_model("hf-hub:{hub_id}"))')
+        report["hub_url"] = url
     print_outputs("ovo export finished", outputs, lines)
     return report
 

@@ -1,8 +1,10 @@
 """Export a subnet into a stock timm ``VisionTransformer``, save it, and load it back.
 
-The saved form is two files: ``model.safetensors`` (weights, no pickle) and ``config.json``
-(arch, model settings, head dim). :func:`load_exported` rebuilds the model from those two files
-with timm alone; ovo's supernet code is not needed to use an exported model.
+The saved form is two files: ``model.safetensors`` (weights, no pickle) and ``config.json``.
+Format 2 is timm's Hub format (:mod:`ovo.export.hub`: ``architecture``, ``model_args``,
+``pretrained_cfg``; loads with ``timm.create_model("local-dir:...")`` after ``import ovo``) with
+ovo's keys beside timm's; format 1 had ovo's keys only (arch, model settings, head dim).
+:func:`load_exported` reads both; ovo's supernet code is not needed to use an exported model.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from ovo.atomic import atomic_path, atomic_write_json
 from ovo.space import Arch, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: ovo's keys only; 2: timm's hub format with ovo's keys beside
 
 
 class FixedHeadDimAttention(Attention):
@@ -152,15 +153,16 @@ def save_exported(
     cfg: ViTConfig,
     head_dim: int,
     out_dir: str | Path,
+    data_config: dict[str, Any] | None = None,
     **extra: Any,
 ) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``out_dir`` (each atomically)."""
-    out = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "ovo-timm-vit"})
-    atomic_write_json(out / "config.json", exported_config(arch, cfg, head_dim, **extra))
-    return out
+    """Write ``model.safetensors`` + ``config.json`` into ``out_dir`` (each atomically) in
+    timm's Hub format; ``data_config`` (timm's: input size, mean/std, interpolation, crop) is
+    the ``pretrained_cfg``'s preprocessing (timm's ImageNet defaults when ``None``)."""
+    from ovo.export.hub import save_hub_folder  # it builds on this module
+
+    config = exported_config(arch, cfg, head_dim, **extra)
+    return save_hub_folder(model, arch, cfg, head_dim, out_dir, data_config, config)
 
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu") -> VisionTransformer:
@@ -175,11 +177,23 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> Visio
             )
     try:
         meta = json.loads(cfg_file.read_text())
+        version = int(meta.get("format_version", 1))
         arch, cfg = Arch.from_dict(meta["arch"]), ViTConfig.from_dict(meta["model"])
         head_dim = int(meta["head_dim"])
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{cfg_file} is not an ovo export config: {err}") from err
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{cfg_file} is export format {version}; this ovo reads up to {FORMAT_VERSION}: "
+            "upgrade ovo (or load it with timm.create_model('local-dir:...') after import ovo)"
+        )
     with torch.device("meta"):
         model = build_timm_vit(arch, cfg, head_dim)
     model.load_state_dict(load_file(str(weights), device=str(device)), strict=True, assign=True)
+    if "pretrained_cfg" in meta:  # format 2: timm's preprocessing (resolve_data_config reads it)
+        pre = dict(meta["pretrained_cfg"])
+        for key in ("input_size", "test_input_size", "min_input_size"):  # JSON lists, as timm
+            if isinstance(pre.get(key), list):
+                pre[key] = tuple(pre[key])
+        model.pretrained_cfg = model.default_cfg = pre
     return model.eval()
