@@ -17,8 +17,9 @@ A :class:`Pool` runs jobs ``jobs`` at a time: on a machine with GPUs one GPU eac
 over the visible ones; on CPU each gets ``threads_per_job`` torch threads (default: the cores
 split evenly). Scoring what a job produced is the caller's business, after :meth:`Pool.run`.
 
-:func:`python_module` and :func:`launch` are the launch/log helper every ovo subprocess goes
-through (``ovo.demo`` streams its stages with them).
+:func:`python_module`, :func:`launch` and :func:`run_checked` are the launch/log helpers every
+ovo subprocess goes through (``ovo.demo`` streams its stages with them; a measurement that must
+run every time, like the latency bench, uses :func:`run_checked` without a pool).
 """
 
 from __future__ import annotations
@@ -69,12 +70,37 @@ def launch(
     return rc, time.perf_counter() - start
 
 
+def run_checked(
+    name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+) -> float:
+    """:func:`launch` with the output in ``log``; returns the wall seconds, raises
+    :class:`JobFailed` with the log's tail when the command fails."""
+    rc, seconds = launch(argv, log, env)
+    if rc != 0:
+        raise JobFailed(
+            f"{name} failed with exit status {rc}; its log is {log}; fix it and run the same "
+            "command again (finished jobs are kept). The log ends:\n" + log_tail(log)
+        )
+    return seconds
+
+
 def log_tail(log: Path, lines: int = 15) -> str:
     """The last ``lines`` non-empty lines of a log ('' if it does not exist)."""
     if not log.is_file():
         return ""
     text = log.read_text(errors="replace").strip().splitlines()
     return "\n".join([line for line in text if line.strip()][-lines:])
+
+
+def read_done(run_dir: Path, done_name: str = DONE) -> dict[str, Any] | None:
+    """The ``done.json`` record in ``run_dir`` (a finished job), else ``None``."""
+    path = Path(run_dir) / done_name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def started(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a job (finished or not): its ``job.json`` or ``done.json``."""
+    return (Path(run_dir) / IDENTITY).is_file() or (Path(run_dir) / DONE).is_file()
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,7 @@ class Job:
 
     def done(self) -> dict[str, Any] | None:
         """The ``done.json`` record of a finished job, else ``None``."""
-        return json.loads(self.done_file.read_text()) if self.done_file.is_file() else None
+        return read_done(self.run_dir, self.done_name)
 
     def command(self) -> list[str]:
         """The command line, with ``resume_args`` when an interrupted run left its resume file."""
@@ -187,15 +213,9 @@ class Pool:
             cmd = job.command()
             resumed = len(cmd) > len(job.argv)
             self.echo(f"[{self.tag}] {job.name}: {'resume' if resumed else 'start'}")
-            rc, seconds = launch(cmd, job.log, {**self.env(slot), **job.env})
+            seconds = run_checked(job.name, cmd, job.log, {**self.env(slot), **job.env})
         finally:
             self._slots.put(slot)
-        if rc != 0:
-            raise JobFailed(
-                f"{job.name} failed with exit status {rc}; its log is {job.log}; fix it and run "
-                f"the same command again (finished jobs are kept). The log ends:\n"
-                + log_tail(job.log)
-            )
         record = {
             **dict(job.identity or {}),
             "job": job.name,

@@ -41,7 +41,7 @@ from ovo.commands.evaluate import EVAL_SPLITS
 from ovo.commands.rank_report import publish
 from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator, make_fabric
-from ovo.jobs import Job, Pool, python_module
+from ovo.jobs import Job, Pool, python_module, started
 from ovo.settings import plain
 from ovo.space import Arch
 from ovo.standalone import load_results, recipe_key
@@ -143,7 +143,7 @@ def plan(
             if (arch, seed) in known:
                 continue
             legacy = out / "standalone" / name / f"seed{seed}"
-            if (legacy / "job.json").is_file() or (legacy / "done.json").is_file():
+            if started(legacy):
                 overrides = [*base, f"fixed_arch={hydra_value(out / 'archs' / f'{name}.yaml')}"]
                 overrides += [f"seed={seed}", *user]
                 identity = {
