@@ -299,7 +299,7 @@ def test_rank_end_to_end_resume_and_reuse(trained, tmp_path, capsys, monkeypatch
     assert all(0 <= r["finetuned_acc1"] <= 100 for r in rows)
     assert (out / "ranking.png").stat().st_size > 1000
     printed = capsys.readouterr().out
-    assert "against the free rankings" in printed and "; depth " in printed
+    assert "against the free rankings" in printed and "; by depth " in printed
     # standalone runs in the recipe-keyed store, finetunes in the run directory
     store = {n: Path(p) for n, p in result["standalone_store"].items()}
     assert all(p.parent == tmp_path / "rank_standalone" for p in store.values())

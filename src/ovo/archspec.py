@@ -12,7 +12,9 @@ names, with a name for each.
 - an inline mapping ``{embed_dim: ..., depth: ..., num_heads: [...], mlp_ratio: [...]}``;
 - a list of any of those.
 
-Every arch is validated against the space.
+Every arch is validated against the space. :func:`parse_arch_groups` also says which kind of item
+produced each arch (its group: ``band``, ``strat``, ``random``, ``min``, ``max``, ``file``,
+``inline``), so a ranking groups archs by how they were chosen, not by their names.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ digest (:func:`recipe_key`) of:
   log intervals), how data is fed (``num_workers``, ``pin_memory``, ...), the machine
   (``accelerator``, ``devices``, ``num_nodes``, ``strategy``; the global batch is kept through
   gradient accumulation and is in the key), what a supernet run alone uses (``distill``: a
-  standalone run has no teacher; ``panel``; ``seed``, which is the run's own ``seed=``), what
+  standalone run has no teacher; ``panel``; ``seed`` and ``data.seed``, which a standalone run
+  sets to its own seed), what
   resumes or traces a run (``ckpt_path``, ``init_from``, ``arch_trace_path``) and the space's
   name;
 - the recipe's global batch size and precision (the facts the trainer recorded);
@@ -64,6 +65,7 @@ IGNORED = (
     },
     {
         "space.name",
+        "data.seed",
         "data.num_workers",
         "data.pin_memory",
         "data.persistent_workers",

@@ -154,7 +154,7 @@ def plan(
                 jobs.append(training("standalone", name, seed, legacy, out, overrides, identity))
                 continue
             overrides = [*base, f"fixed_arch={hydra_value(store / key / 'arch.yaml')}"]
-            overrides += [f"seed={seed}", *user]
+            overrides += [f"seed={seed}", *data_seed(config, seed), *user]
             identity = {"kind": "standalone", "key": key, "seed": seed}
             run_dir = store / key / f"seed{seed}"
             jobs.append(
@@ -177,6 +177,13 @@ def plan(
                 training("finetune", name, 0, out / "finetune" / name, out, overrides, identity)
             )
     return jobs, stores
+
+
+def data_seed(config: dict[str, Any], seed: int) -> list[str]:
+    """The data's shuffling/augmentation seed pinned to the run's own: the recorded config holds
+    it resolved to the supernet's seed, which is not part of a standalone run's identity (a run
+    is then what ``python -m ovo.train fixed_arch=... seed=K`` trains)."""
+    return [f"data.seed={seed}"] if "seed" in config.get("data", {}) else []
 
 
 def check_rank_dir(out: Path, archs: dict[str, Arch]) -> None:
