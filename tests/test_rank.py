@@ -396,8 +396,20 @@ def old_rank_dir():
 
 
 def test_a_rank_dir_written_before_ovo_jobs_is_reused(old_rank_dir, monkeypatch, capsys):
+    import ovo.commands.rank
+
     launched = _refuse_launch(monkeypatch)
-    assert run_module("ovo.rank", [*OLD_ARGS, "name=old"]) == 0, capsys.readouterr().err[-2000:]
+    devices = []
+    make_fabric = ovo.commands.rank.make_fabric
+
+    def spy(settings):
+        devices.append(settings.devices)
+        return make_fabric(settings)
+
+    monkeypatch.setattr(ovo.commands.rank, "make_fabric", spy)
+    args = [*OLD_ARGS, "name=old", "eval.devices=auto"]
+    assert run_module("ovo.rank", args) == 0, capsys.readouterr().err[-2000:]
+    assert devices == [1]  # eval.devices=auto: still one device (one process runs the jobs)
     result = json.loads((old_rank_dir / "ranking.json").read_text())
     assert launched == []
     for row in result["rows"]:
@@ -405,6 +417,20 @@ def test_a_rank_dir_written_before_ovo_jobs_is_reused(old_rank_dir, monkeypatch,
         want = [json.loads((d / "done.json").read_text())["acc1"] for d in seeds]
         assert row["standalone_acc1_per_seed"] == want
     assert "noise_ceiling" in result["summary"]
+    # every accuracy is tied here (9.375%): the undefined tau is null in ranking.json
+    inh = [r["inherited_acc1"] for r in result["rows"]]
+    std = [r["standalone_acc1"] for r in result["rows"]]
+    want = scipy.stats.kendalltau(inh, std)[0]
+    assert np.isnan(want) and _same(
+        result["summary"]["inherited_vs_standalone"]["kendall_tau"], want
+    )
+    # another arch under one of its names (max.yaml holding the smallest arch) is refused
+    capsys.readouterr()
+    fake_max = old_rank_dir.parent / "max.yaml"
+    load_supernet(OLD_AT / "supernet.ckpt").space.min_arch.to_yaml(fake_max)
+    args = [a if not a.startswith("archs=") else f"archs=[min,{fake_max}]" for a in OLD_ARGS]
+    assert run_module("ovo.rank", [*args, "name=old"]) == 2
+    assert "another arch under the name max" in capsys.readouterr().err
     # with another standalone recipe it is not reused: the old directory's identity refuses it
     args = [a.replace("max_epochs=1", "max_epochs=2") for a in OLD_ARGS]
     assert run_module("ovo.rank", [*args, "name=old"]) == 2
