@@ -96,8 +96,15 @@ def recipe_overrides(recipe: dict[str, Any]) -> list[str]:
 
 
 def training(
-    kind: str, name: str, seed: int, run_dir: Path, config_dir: Path, overrides: list[str], identity
+    kind: str,
+    name: str,
+    seed: int,
+    run_dir: Path,
+    config_dir: Path,
+    overrides: list[str],
+    identity: dict[str, Any],
 ) -> Training:
+    """``python -m ovo.train`` of ``config_dir/recipe.yaml`` into ``run_dir``, resumable."""
     argv = python_module(
         "ovo.train",
         "--config-dir",
@@ -127,8 +134,9 @@ def plan(
     known: dict[tuple[Arch, int], dict[str, Any]],
 ) -> tuple[list[Training], dict[str, tuple[Path, dict[str, Any]]]]:
     """Every training the command needs, standalone first (in arch order), then finetunes; and
-    each arch's store entry (its directory and what its key digests). A known (arch, seed) is not trained; one an earlier ovo
-    trained in this run directory (``standalone/<arch>/seed<k>``) is reused there."""
+    each arch's store entry (its directory and what its key digests). A known (arch, seed) is
+    not trained; one an earlier ovo trained in this run directory (``standalone/<arch>/seed<k>``)
+    is reused there, with the identity that ovo recorded."""
     checkpoint = str(Path(cfg.ckpt_path).resolve())
     base = ["distill.teacher=none", "distill.subnets_per_step=1"]
     base += recipe_overrides(loaded.recipe)
