@@ -434,7 +434,13 @@ def test_a_rank_dir_written_before_ovo_jobs_is_reused(old_rank_dir, monkeypatch,
     # with another standalone recipe it is not reused: the old directory's identity refuses it
     args = [a.replace("max_epochs=1", "max_epochs=2") for a in OLD_ARGS]
     assert run_module("ovo.rank", [*args, "name=old"]) == 2
-    assert "another overrides" in capsys.readouterr().err and launched == []
+    assert "another standalone_overrides" in capsys.readouterr().err and launched == []
+    # nor with another checkpoint under the same name
+    other = OLD_AT / "other.ckpt"
+    shutil.copyfile(OLD_AT / "supernet.ckpt", other)
+    args = [a if not a.startswith("ckpt_path=") else f"ckpt_path={other}" for a in OLD_ARGS]
+    assert run_module("ovo.rank", [*args, "name=old"]) == 2
+    assert "holds a ranking with another checkpoint" in capsys.readouterr().err
 
 
 def test_known_results_as_plain_records_train_nothing(old_rank_dir, monkeypatch, tmp_path):

@@ -103,6 +103,30 @@ def started(run_dir: Path) -> bool:
     return (Path(run_dir) / IDENTITY).is_file() or (Path(run_dir) / DONE).is_file()
 
 
+def check_identity(
+    run_dir: Path, identity: Mapping[str, Any], what: str, done_name: str = DONE
+) -> None:
+    """Refuse ``run_dir`` if its ``job.json``/``done.json`` records another identity (a key the
+    record lacks, written by an older ovo, cannot be checked)."""
+    for record in (Path(run_dir) / IDENTITY, Path(run_dir) / done_name):
+        if not record.is_file():
+            continue
+        have = json.loads(record.read_text())
+        changed = [k for k in identity if k in have and have[k] != identity[k]]
+        if changed:
+            raise ConfigError(
+                f"{run_dir} holds {what} with another {', '.join(changed)}: this run directory "
+                "belongs to another run; pass another name= (or delete it to start over)"
+            )
+
+
+def claim(run_dir: Path, identity: Mapping[str, Any], what: str) -> None:
+    """:func:`check_identity`, then record ``identity`` in ``run_dir/job.json`` (a directory
+    that holds several jobs, e.g. a ranking, is claimed as a whole this way)."""
+    check_identity(run_dir, identity, what)
+    atomic_write_json(Path(run_dir) / IDENTITY, dict(identity))
+
+
 @dataclass(frozen=True)
 class Job:
     """One command to run to completion in ``run_dir`` (see the module docstring)."""
@@ -136,21 +160,9 @@ class Job:
         return list(self.argv)
 
     def check(self) -> None:
-        """Refuse a run directory whose ``job.json``/``done.json`` records another identity (a
-        key the record lacks, written by an older ovo, cannot be checked)."""
-        if self.identity is None:
-            return
-        for record in (self.run_dir / IDENTITY, self.done_file):
-            if not record.is_file():
-                continue
-            have = json.loads(record.read_text())
-            changed = [k for k in self.identity if k in have and have[k] != self.identity[k]]
-            if changed:
-                raise ConfigError(
-                    f"{self.run_dir} holds a {self.name} job with another {', '.join(changed)}: "
-                    "this run directory belongs to another run; pass another name= (or delete "
-                    "it to start over)"
-                )
+        """Refuse a run directory whose ``job.json``/``done.json`` records another identity."""
+        if self.identity is not None:
+            check_identity(self.run_dir, self.identity, f"a {self.name} job", self.done_name)
 
 
 class Pool:

@@ -41,7 +41,7 @@ from ovo.commands.evaluate import EVAL_SPLITS
 from ovo.commands.rank_report import publish
 from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator, make_fabric
-from ovo.jobs import Job, Pool, python_module, started
+from ovo.jobs import Job, Pool, check_identity, claim, python_module, started
 from ovo.settings import plain
 from ovo.space import Arch
 from ovo.standalone import load_results, recipe_key
@@ -194,9 +194,11 @@ def data_seed(config: dict[str, Any], seed: int) -> list[str]:
     return [f"data.seed={seed}"] if "seed" in config.get("data", {}) else []
 
 
-def check_rank_dir(out: Path, archs: dict[str, Arch]) -> None:
-    """Refuse a run directory that ranks another arch under one of these names (the same
-    ``name=`` reused with other archs), before anything is written."""
+def check_rank_dir(out: Path, archs: dict[str, Arch], identity: dict[str, Any]) -> None:
+    """Refuse a run directory of another ranking (the same ``name=`` reused with another
+    checkpoint or standalone recipe: ``job.json``; or another arch under one of these names),
+    before anything is written."""
+    check_identity(out, identity, "a ranking")
     for name, arch in archs.items():
         path = out / "archs" / f"{name}.yaml"
         if path.is_file() and Arch.from_yaml(path) != arch:
@@ -293,7 +295,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results = cfg.standalone.get("results")
     known = load_results(results, cfg.split) if results else {}
     out = output_dir()
-    check_rank_dir(out, archs)
+    identity = {
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "standalone_overrides": [str(o) for o in cfg.standalone.overrides],
+    }
+    check_rank_dir(out, archs, identity)
     trainings, stores = plan(cfg, loaded, archs, out, known)
     pool = Pool(int(cfg.jobs), cfg.threads_per_job, tag="rank")
     pool.check([t.job for t in trainings])  # before anything is written or trained
@@ -312,6 +318,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     inherited = {name: 100 * s.acc1 for name, s in zip(archs, scores)}
     images = scores[0].num_images
 
+    claim(out, identity, "a ranking")
     write_inputs(out, recipe, archs, stores)
     pool.run([t.job for t in trainings])
     # the trained weights are scored in a copy, so the supernet stays as loaded
