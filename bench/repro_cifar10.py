@@ -14,8 +14,9 @@ of ovo's defaults never changes what a method name means in an old report), then
 3. trains every distinct found arch from scratch as a standalone model for the same epochs
    (``fixed_arch=best_arch.yaml distill=none``) and scores it on test.
 
-Each stage runs the real command lines in subprocesses and is skipped when its ``done.json``
-exists, so an interrupted reproduction resumes where it stopped. ``report.md``, ``report.json``
+Each stage runs the real command lines in subprocesses (an :class:`ovo.jobs.Pool`) and is skipped
+when its ``done.json`` exists, so an interrupted reproduction resumes where it stopped (an
+interrupted training from its last checkpoint). ``report.md``, ``report.json``
 and ``acc_vs_params.png`` gather the results.
 
     make repro                                   # 4 methods, seed 0 (about 1.3 h on 2 cores)
@@ -38,13 +39,11 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from ovo.jobs import Job, Pool, python_module, read_done
 
 # ovo's distillation settings as of this script's methods (DistillConfig at commit 465a06b)
 PINNED = {
@@ -152,32 +151,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_stage(name: str, cmd: list[str], stage_dir: Path, threads: int) -> dict[str, Any]:
-    # (a stage's own log says what went wrong when it fails)
-    """Run one command once: skipped when ``stage_dir/done.json`` exists; fails loudly."""
-    done = stage_dir / "done.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "offline"}
-    print(f"[repro] start {name}: {' '.join(cmd)}", flush=True)
-    start = time.perf_counter()
-    with (stage_dir / "stage.log").open("w") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    seconds = time.perf_counter() - start
-    if rc != 0:
-        tail = (stage_dir / "stage.log").read_text().splitlines()[-15:]
-        raise RuntimeError(
-            f"{name} failed (exit {rc}); see {stage_dir / 'stage.log'}:\n" + "\n".join(tail)
-        )
-    record = {"stage": name, "command": cmd, "wall_s": round(seconds, 1), "threads": threads}
-    done.write_text(json.dumps(record, indent=1))
-    print(f"[repro] done {name} in {seconds / 60:.1f} min", flush=True)
-    return record
+def stage(name: str, cmd: list[str], stage_dir: Path) -> Job:
+    """One command run once in ``stage_dir``: skipped when its ``done.json`` exists; a training
+    interrupted after a checkpoint resumes from it (``ckpt_path=last``)."""
+    train = cmd[2] == "ovo.train"
+    return Job(
+        name,
+        tuple(cmd),
+        stage_dir,
+        log_name="stage.log",
+        resume_file="checkpoints/last.ckpt" if train else None,
+        resume_args=("ckpt_path=last",),
+    )
 
 
 def py(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+    return python_module(module, *args)
 
 
 def train_cmd(
@@ -228,10 +217,7 @@ def search_cmd(ckpt_path: Path, out: Path, args: argparse.Namespace) -> list[str
 
 
 def parallel(tasks: list[tuple[str, list[str], Path]], jobs: int) -> None:
-    threads = max((os.cpu_count() or 1) // jobs, 1)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for f in [pool.submit(run_stage, n, c, d, threads) for n, c, d in tasks]:
-            f.result()
+    Pool(jobs, tag="repro").run([stage(name, cmd, stage_dir) for name, cmd, stage_dir in tasks])
 
 
 def report_split(preset: str) -> str:
@@ -351,17 +337,17 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         per_method: dict[str, Any] = {}
         for m in args.methods:
             d = base / m
-            if not (d / "panel" / "done.json").is_file():
+            if read_done(d / "panel") is None:
                 continue
             panels = {
                 split: load_json(panel_dir(d, split) / "evaluation.json")["rows"]
                 for split in PRESETS[args.preset]
-                if (panel_dir(d, split) / "done.json").is_file()
+                if read_done(panel_dir(d, split)) is not None
             }
             reported = panels.get(report_split(args.preset), panels["val"])
             per_method[m] = {
-                "train_wall_s": load_json(d / "train" / "done.json")["wall_s"],
-                "panel_wall_s": load_json(d / "panel" / "done.json")["wall_s"],
+                "train_wall_s": read_done(d / "train")["wall_s"],
+                "panel_wall_s": read_done(d / "panel")["wall_s"],
                 # the reported split's panel (test), and every split's panel mean
                 "panel": {
                     r["name"]: {k: r[k] for k in ("arch", "params", "macs", "acc1", "acc5")}
@@ -375,16 +361,16 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                 },
                 "found": None,
             }
-            if not (d / "search" / "done.json").is_file():
+            if read_done(d / "search") is None:
                 continue
             search = load_json(d / "search" / "results.json")
             key = arch_key(d / "search" / "best_arch.yaml")
             sdir = base / "scratch" / key
             scratch = None
-            if (sdir / "eval" / "done.json").is_file():
+            if read_done(sdir / "eval") is not None:
                 scratch = load_json(sdir / "eval" / "evaluation.json")["rows"][0]
             best = search["best"]
-            per_method[m]["search_wall_s"] = load_json(d / "search" / "done.json")["wall_s"]
+            per_method[m]["search_wall_s"] = read_done(d / "search")["wall_s"]
             per_method[m]["found"] = {
                 "arch": key,
                 "params": best["params"],
@@ -394,9 +380,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                     f"{report_split(args.preset)}_acc1", best.get("val_acc1")
                 ),
                 "scratch_acc1": scratch["acc1"] if scratch else None,
-                "scratch_train_wall_s": (
-                    load_json(sdir / "train" / "done.json")["wall_s"] if scratch else None
-                ),
+                "scratch_train_wall_s": (read_done(sdir / "train")["wall_s"] if scratch else None),
             }
         if per_method:
             seeds[str(seed)] = per_method

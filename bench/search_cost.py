@@ -22,11 +22,10 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from ovo.jobs import Job, Pool, python_module, run_checked
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,23 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(cmd: list[str], log: Path) -> float:
-    """Run a command (output to ``log``); returns its wall seconds, fails loudly."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with log.open("w") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-    if rc:
-        tail = log.read_text().splitlines()[-5:]
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {rc}):\n" + "\n".join(tail))
-    return time.perf_counter() - start
-
-
 def search(args: argparse.Namespace, seed: int, fitness: str) -> dict[str, Any]:
+    """One search through the real command, once: ``bench_done.json`` in its run directory
+    marks it finished; returns its wall seconds and ``results.json``."""
     name = f"{fitness}-seed{seed}"
-    cmd = [
-        sys.executable,
-        "-m",
+    cmd = python_module(
         "ovo.search",
         f"ckpt_path={args.ckpt}",
         f"paths.log_dir={args.out}",
@@ -82,15 +69,12 @@ def search(args: argparse.Namespace, seed: int, fitness: str) -> dict[str, Any]:
         f"generations={args.generations}",
         "wandb.enabled=false",
         *args.extra,
-    ]
+    )
     run_dir = args.out / "search" / name
-    done = run_dir / "bench_done.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    wall = run(cmd, run_dir / "bench.log")
-    results = json.loads((run_dir / "results.json").read_text())
-    record = {"wall_s": wall, "results": results}
-    done.write_text(json.dumps(record))
+    job = Job(name, tuple(cmd), run_dir, log_name="bench.log", done_name="bench_done.json")
+    record = Pool(1, tag="search_cost").run([job])[0]
+    if "results" not in record:  # written before ovo.jobs, the record held them
+        record["results"] = json.loads((run_dir / "results.json").read_text())
     return record
 
 
@@ -144,9 +128,7 @@ def halving_report(args: argparse.Namespace) -> dict[str, Any]:
 
 def latency_report(args: argparse.Namespace) -> dict[str, Any]:
     name = f"{args.space}-{args.img_size}px-b{args.batch_size}"
-    cmd = [
-        sys.executable,
-        "-m",
+    cmd = python_module(
         "ovo.latency",
         f"space={args.space}",
         f"model.img_size={args.img_size}",
@@ -155,9 +137,10 @@ def latency_report(args: argparse.Namespace) -> dict[str, Any]:
         f"verify={args.verify}",
         f"paths.log_dir={args.out}",
         f"name={name}",
-    ]
+    )
     run_dir = args.out / "latency" / name
-    wall = run(cmd, run_dir / "bench.log")
+    # measured again on every call (this machine, now): no done marker
+    wall = run_checked(f"latency {name}", cmd, run_dir / "bench.log")
     table = json.loads((run_dir / "latency_table.json").read_text())
     verify = table["verify"]
     return {

@@ -90,7 +90,9 @@ def test_demo_runs_the_four_commands_and_stops_at_a_failed_stage(tmp_path, monke
             (out / "search/demo/results.json").write_text(json.dumps(results))
         return subprocess.CompletedProcess(cmd, 3 if module == fail else 0)
 
-    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    import ovo.jobs  # demo launches through ovo.jobs.launch
+
+    monkeypatch.setattr(ovo.jobs.subprocess, "run", fake_run)
     assert demo.main(["--out", str(out), "--params-max", "0.6M", "--logger", "csv"]) == 0
     assert [m for m, _ in calls] == ["ovo.train", "ovo.search", "ovo.evaluate", "ovo.export"]
     args = dict(calls)

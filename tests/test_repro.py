@@ -189,3 +189,21 @@ def test_repro_script_end_to_end_on_a_tiny_subset(tmp_path):
     done = sorted(p.stat().st_mtime_ns for p in out.rglob("done.json"))
     repro.main(argv)
     assert sorted(p.stat().st_mtime_ns for p in out.rglob("done.json")) == done
+
+
+def test_repro_stages_run_through_the_job_pool_and_trainings_resume(tmp_path):
+    from ovo.jobs import Job
+
+    repro = _load_script()
+    train = repro.stage("train", repro.train_cmd(tmp_path / "t", 0, [], []), tmp_path / "t")
+    panel = repro.stage(
+        "panel", repro.evaluate_cmd(tmp_path / "c", "min", tmp_path / "p", []), tmp_path / "p"
+    )
+    assert isinstance(train, Job) and train.log_name == "stage.log"
+    assert train.command()[-1] != "ckpt_path=last"
+    (tmp_path / "t" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "t" / "checkpoints" / "last.ckpt").write_text("")
+    (tmp_path / "p" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "p" / "checkpoints" / "last.ckpt").write_text("")
+    assert train.command()[-1] == "ckpt_path=last"  # an interrupted training resumes
+    assert panel.command() == list(panel.argv)  # an evaluation just runs again

@@ -12,7 +12,9 @@ names, with a name for each.
 - an inline mapping ``{embed_dim: ..., depth: ..., num_heads: [...], mlp_ratio: [...]}``;
 - a list of any of those.
 
-Every arch is validated against the space.
+Every arch is validated against the space. :func:`parse_arch_groups` also says which kind of item
+produced each arch (its group: ``band``, ``strat``, ``random``, ``min``, ``max``, ``file``,
+``inline``), so a ranking groups archs by how they were chosen, not by their names.
 """
 
 from __future__ import annotations
@@ -39,11 +41,25 @@ def parse_arch_spec(
 ) -> dict[str, Arch]:
     """Named archs from a spec (see the module docstring); errors name the config ``key``.
     ``stratified`` and ``band`` need the ``cost`` model of the supernet (its params count)."""
+    return {
+        name: arch for name, (arch, _) in parse_arch_groups(spec, space, seed, key, cost).items()
+    }
+
+
+def parse_arch_groups(
+    spec: Any,
+    space: SearchSpace,
+    seed: int = 0,
+    key: str = "arch",
+    cost: CostModel | None = None,
+) -> dict[str, tuple[Arch, str]]:
+    """:func:`parse_arch_spec` with each arch's group: the kind of spec item that produced it
+    (:data:`GROUPS`), so a file called ``bandit.yaml`` is a ``file``, not one of the band."""
     spec = plain(spec)
     if isinstance(spec, list | tuple):
-        out: dict[str, Arch] = {}
+        out: dict[str, tuple[Arch, str]] = {}
         for item in spec:
-            named = parse_arch_spec(item, space, seed, key, cost)
+            named = parse_arch_groups(item, space, seed, key, cost)
             twice = sorted(set(named) & set(out))
             if twice:
                 raise ConfigError(
@@ -52,6 +68,27 @@ def parse_arch_spec(
                 )
             out.update(named)
         return out
+    group = _group(spec)
+    return {name: (arch, group) for name, arch in _parse_one(spec, space, seed, key, cost).items()}
+
+
+# the group of each kind of spec item ("strat" as ovo.rank's ranking.json has always named it)
+GROUPS = {"band:": "band", "stratified:": "strat", "random:": "random"}
+
+
+def _group(spec: Any) -> str:
+    if isinstance(spec, dict):
+        return "inline"
+    text = str(spec)
+    if text in ("min", "max"):
+        return text
+    return next((g for prefix, g in GROUPS.items() if text.startswith(prefix)), "file")
+
+
+def _parse_one(
+    spec: Any, space: SearchSpace, seed: int, key: str, cost: CostModel | None
+) -> dict[str, Arch]:
+    """The archs of one spec item (not a list)."""
     if isinstance(spec, dict):
         return {"custom": space.validate(Arch.from_dict(spec))}
     text = str(spec)

@@ -100,6 +100,16 @@ class LoadedSupernet:
         """:func:`training_recipe` of the run (format 2 on), else ``None``."""
         return self.record["recipe"] if self.record else None
 
+    @property
+    def optimizer_lr(self) -> float | None:
+        """The training's configured optimizer LR (format 2 on), else ``None``."""
+        return float(self.record["config"]["optimizer"]["lr"]) if self.record else None
+
+    @property
+    def fixed_arch(self) -> dict[str, Any] | None:
+        """The arch a ``fixed_arch=`` training trained (its dict), else ``None``."""
+        return self.hparams.get("fixed_arch")
+
     def rerun_config(self, output_dir: str | Path) -> dict[str, Any]:
         """The recorded training config made to run again into ``output_dir``: every value that
         pointed into the original run's directory (checkpoints, logs) is moved under

@@ -94,11 +94,8 @@ def binned_tau(
     """Kendall's tau-b within ``bins`` groups of (nearly) equal count by ``sizes`` (params):
     whether the ranking holds among subnets of similar size, not only small vs large."""
     s, a, b = (np.asarray(v, dtype=float) for v in (sizes, x, y))
-    order = np.argsort(s, kind="stable")
     out = []
-    for members in np.array_split(order, max(1, min(bins, len(s)))):
-        if len(members) == 0:
-            continue
+    for members in _bins(sizes, bins):
         out.append(
             {
                 "params_min": float(s[members].min()),
@@ -141,6 +138,164 @@ def summarize(
     }
 
 
+# ---- the free baselines and the report ---------------------------------------------------------
+BASELINES = ("params", "macs", "depth")  # rankings that cost nothing (no training, no supernet)
+VERDICTS = ("beats", "loses to", "not resolved against", "undefined against")
+
+
+def baseline_scores(rows: Sequence[dict]) -> dict[str, list[float]]:
+    """The free rankings of ``rows`` (each with ``params``, ``macs``, ``depth``): larger is
+    predicted better. ``depth`` breaks its ties by params (lexicographic: params / (10 x the
+    largest) stays below one depth step)."""
+    params = [float(r["params"]) for r in rows]
+    top = 10 * max(params, default=1.0) or 1.0
+    return {
+        "params": params,
+        "macs": [float(r["macs"]) for r in rows],
+        "depth": [float(r["depth"]) + p / top for r, p in zip(rows, params)],
+    }
+
+
+def resample_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
+    """``resamples`` x ``n`` indices drawn with replacement (seeded): the archs of each bootstrap
+    resample, shared by every ranking compared on them (a paired bootstrap)."""
+    return np.random.default_rng(seed).integers(0, n, (resamples, n)) if n else np.empty((0, 0))
+
+
+def paired_tau_gain(
+    x: Sequence[float],
+    base: Sequence[float],
+    truth: Sequence[float],
+    picks: np.ndarray,
+    level: float = 0.95,
+) -> tuple[float, tuple[float, float]]:
+    """tau(x, truth) - tau(base, truth) and its percentile bootstrap interval over the resampled
+    archs ``picks`` (the same resample for both rankings); resamples where either tau is
+    undefined are left out."""
+    a, b, t = (np.asarray(v, dtype=float) for v in (x, base, truth))
+    gain = kendall_tau_b(a, t) - kendall_tau_b(b, t)
+    values = []
+    for pick in picks:
+        value = kendall_tau_b(a[pick], t[pick]) - kendall_tau_b(b[pick], t[pick])
+        if not math.isnan(value):
+            values.append(value)
+    if not values:
+        return gain, (math.nan, math.nan)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return gain, (float(lo), float(hi))
+
+
+def verdict(ci: tuple[float, float]) -> str:
+    """Whether the supernet beats a baseline: its tau gain's interval above 0, below 0, or
+    neither (not resolved); undefined without an interval."""
+    lo, hi = ci
+    if math.isnan(lo) or math.isnan(hi):  # too few archs, or ties everywhere
+        return VERDICTS[3]
+    if lo > 0:
+        return VERDICTS[0]
+    if hi < 0:
+        return VERDICTS[1]
+    return VERDICTS[2]
+
+
+def compare_baselines(
+    rows: Sequence[dict],
+    members: Sequence[int],
+    *,
+    score: str = "inherited_acc1",
+    truth: str = "standalone_acc1",
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, object]:
+    """tau/rho of the supernet (``score``) and of every free ranking against ``truth`` over the
+    rows ``members``, and the paired bootstrap of tau(supernet) - tau(baseline)."""
+    picked = [rows[i] for i in members]
+    t = [float(r[truth]) for r in picked]
+    x = [float(r[score]) for r in picked]
+    picks = resample_indices(len(picked), resamples, seed)
+    out: dict[str, object] = {
+        "n": len(picked),
+        "supernet": {"kendall_tau": kendall_tau_b(x, t), "spearman_rho": spearman_rho(x, t)},
+    }
+    for name, base in baseline_scores(picked).items():
+        gain, ci = paired_tau_gain(x, base, t, picks)
+        out[name] = {
+            "kendall_tau": kendall_tau_b(base, t),
+            "spearman_rho": spearman_rho(base, t),
+            "tau_gain": gain,
+            "tau_gain_ci95": ci,
+            "verdict": verdict(ci),
+        }
+    return out
+
+
+def report(
+    rows: Sequence[dict],
+    *,
+    bins: int = 3,
+    top_k: int = 3,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, object]:
+    """The statistics ``ovo.rank`` reports, from its rows alone (no training): each row has
+    ``params``, ``macs``, ``depth``, ``group``, ``inherited_acc1``, ``standalone_acc1`` (the mean
+    over seeds: the truth), ``standalone_acc1_per_seed`` and optionally ``finetuned_acc1`` and
+    ``standalone_wall_s``. Agreement overall, per params bin and per arch group (groups of 2+),
+    the free baselines beside each, the noise ceiling with 2+ seeds, the finetune summary."""
+    stats = dict(bins=bins, top_k=top_k, resamples=resamples, seed=seed)
+    sizes = [r["params"] for r in rows]
+    inh = [r["inherited_acc1"] for r in rows]
+    std = [r["standalone_acc1"] for r in rows]
+    every = list(range(len(rows)))
+    cmp = dict(resamples=resamples, seed=seed)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["group"], []).append(i)
+    groups = {g: m for g, m in groups.items() if len(m) >= 2}
+    by_bin = [
+        {**{k: v for k, v in b.items() if k != "tau"}, **compare_baselines(rows, list(m), **cmp)}
+        for b, m in zip(binned_tau(sizes, inh, std, bins), _bins(sizes, bins))
+    ]
+    summary: dict[str, object] = {
+        "inherited_vs_standalone": summarize(sizes, inh, std, **stats),
+        "by_group": {
+            g: summarize(*([v[i] for i in m] for v in (sizes, inh, std)), **stats)
+            for g, m in groups.items()
+        },
+        "baselines": {
+            "overall": compare_baselines(rows, every, **cmp),
+            "by_params_bin": by_bin,
+            "by_group": {g: compare_baselines(rows, m, **cmp) for g, m in groups.items()},
+        },
+    }
+    per_seed = [r["standalone_acc1_per_seed"] for r in rows]
+    if rows and min(len(s) for s in per_seed) >= 2:  # one seed against another: the ceiling
+        first, second = [s[0] for s in per_seed], [s[1] for s in per_seed]
+        summary["noise_ceiling"] = {
+            "kendall_tau_seed0_vs_seed1": kendall_tau_b(first, second),
+            "kendall_tau_ci95": bootstrap_ci(first, second, kendall_tau_b, resamples, seed=seed),
+            "mean_abs_seed_difference": float(np.mean(np.abs(np.subtract(first, second)))),
+        }
+    if rows and all("finetuned_acc1" in r for r in rows):
+        tuned = [r["finetuned_acc1"] for r in rows]
+        summary["finetuned_vs_standalone"] = summarize(sizes, tuned, std, **stats)
+        summary["finetune"] = {
+            "gain_mean": float(np.mean([r["finetune_gain"] for r in rows])),
+            "remaining_gap_mean": float(np.mean(np.subtract(std, tuned))),
+        }
+    walls = [w for r in rows for w in r.get("standalone_wall_s", []) if w is not None]
+    summary["standalone_wall_s_mean"] = float(np.mean(walls)) if walls else None
+    return summary
+
+
+def _bins(sizes: Sequence[float], bins: int) -> list[np.ndarray]:
+    """The members of :func:`binned_tau`'s bins (the same split)."""
+    order = np.argsort(np.asarray(sizes, dtype=float), kind="stable")
+    parts = np.array_split(order, max(1, min(bins, len(sizes))))
+    return [p for p in parts if len(p)]
+
+
 def json_safe(obj: object) -> object:
     """``obj`` with every NaN (an undefined statistic) as ``None``, for strict JSON."""
     if isinstance(obj, float) and math.isnan(obj):
@@ -149,4 +304,6 @@ def json_safe(obj: object) -> object:
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
+    if isinstance(obj, np.floating | np.integer):
+        return json_safe(obj.item())
     return obj

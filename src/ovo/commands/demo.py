@@ -25,13 +25,13 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovo.commands.base import hydra_value, print_outputs
+from ovo.jobs import launch, python_module
 
 DEMO_NAME = "demo"  # the search's run name: <out>/search/demo
 STAGE_DIRS = ("train", f"search/{DEMO_NAME}", "evaluate", "export", "model")
@@ -121,16 +121,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_stage(stage: str, module: str, args: list[str], times: dict[str, float]) -> None:
     """``python -m <module> <args>``, output streamed; raises :class:`StageFailed`."""
-    cmd = [sys.executable, "-m", module, *args]
     shown = shlex.join(["python", "-m", module, *args])
     print(f"\n=== {stage} ===\n$ {shown}\n", flush=True)
-    # offline W&B unless the user chose otherwise, as `make` does
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, check=False)
-    times[stage] = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise StageFailed(stage, proc.returncode)
+    # streamed (no log file); W&B offline unless the user chose otherwise, as `make` does
+    returncode, times[stage] = launch(python_module(module, *args))
+    if returncode != 0:
+        raise StageFailed(stage, returncode)
 
 
 def default_params_max(ckpt: Path) -> int:
