@@ -11,7 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ovo.distill import kd_loss, label_loss, step_losses
+from ovo import distill
+from ovo.distill import kd_loss, label_loss
 
 from .fixture import Fixture
 
@@ -20,10 +21,6 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 def adamw(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-6, weight_decay=0.05)
-
-
-def supernet_forward(net: Callable, arch) -> Forward:
-    return lambda v: net(v, arch)
 
 
 def fwd_bwd(model: Forward, x: torch.Tensor, amp, zero: Callable[[], None] | None = None):
@@ -69,7 +66,7 @@ def ovo_step(
     def step() -> None:
         zero()
         with fx.amp():
-            loss, _ = step_losses(forward, fx.x, fx.y, fx.pair, fx.kd)
+            loss, _ = distill.step_losses(forward, fx.x, fx.y, fx.pair, fx.kd)
         loss.backward()
         if after_backward is not None:
             after_backward()
@@ -83,7 +80,7 @@ def static_pair_step(fx: Fixture, t_model: nn.Module, s_model: nn.Module) -> Cal
     """The same work on two static models: a teacher step, then a student step against it,
     each with its own optimizer. Two separate models and two optimizer steps are not the
     supernet's step, so this baseline calls the two losses itself rather than
-    ``step_losses`` (which would also add the student's unweighted CE: ``alpha`` is 1)."""
+    ``step_losses`` (which also computes the student's CE, weighted 0 at ``alpha`` 1)."""
     opt_t, opt_s = adamw(t_model.parameters()), adamw(s_model.parameters())
 
     def step() -> None:
