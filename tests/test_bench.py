@@ -47,6 +47,11 @@ def test_bench_quick_runs_every_row(tmp_path, monkeypatch):
     losses = counting(monkeypatch, ovo.distill, "step_losses")
     out = tmp_path / "bench.json"
     rows = bench.main(["--quick", "--device", "cpu", "--out", str(out)])
+    # one setting, one shared supernet; a second only where a row compares two (the proxy's
+    # autograd-slice one, the compiled one)
+    assert len(built) == 3
+    # every supernet OVO step (speed, memory, proxy) computes its loss with the one definition
+    assert len(losses) > 0
     measures = {r.measure for r in rows}
     assert len(measures) == 15
     data = json.loads(out.read_text())
@@ -68,11 +73,6 @@ def test_bench_quick_runs_every_row(tmp_path, monkeypatch):
     assert value[f"extra MB allocated / step, {after}"] == pytest.approx(0.0, abs=0.01)
     assert value[f"extra MB allocated / step, {before}"] > 10
     assert value[f"extra ops / step, {after}"] < value[f"extra ops / step, {before}"]
-    # one setting, one shared supernet; a second only where a row compares two (the proxy's
-    # autograd-slice one, the compiled one)
-    assert len(built) == 3
-    # every supernet OVO step (speed, memory, proxy) computes its loss with the one definition
-    assert len(losses) > 0
 
 
 def test_bench_ddp_times_the_strategy_all_reduce(tmp_path, monkeypatch):
