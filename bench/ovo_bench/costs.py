@@ -13,7 +13,7 @@ from .report import Row
 
 def measure(quick: bool) -> list[Row]:
     space = tiny_space()
-    cost = CostModel(ViTConfig(), space.head_dim)  # what SuperViT(space).cost is
+    cost = CostModel(ViTConfig(), space.head_dim)  # what a supernet's .cost is
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(50 if quick else 2000)]
     start = time.perf_counter()
