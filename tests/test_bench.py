@@ -2,16 +2,56 @@ import importlib.util
 import json
 import sys
 
+import pytest
+import torch
+
+import ovo.distill
+import ovo.distributed
+
 from helpers import REPO
 
 
-def test_bench_quick_runs_every_row(tmp_path):
-    spec = importlib.util.spec_from_file_location("ovo_bench", REPO / "bench" / "run.py")
+def load_bench():
+    """``bench/run.py`` as a module (it puts ``bench/`` on the path for its package)."""
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
     bench = importlib.util.module_from_spec(spec)
-    sys.modules["ovo_bench"] = bench
+    sys.modules["bench_run"] = bench
     spec.loader.exec_module(bench)
+    return bench
+
+
+def counting(monkeypatch, owner, name: str) -> list:
+    """Replace ``owner.name`` by a wrapper that records each call; returns the record."""
+    calls, real = [], getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+def test_bench_quick_runs_every_row(tmp_path, monkeypatch):
+    bench = load_bench()
+    from ovo_bench import fixture
+
+    built = []
+
+    class CountedSuperViT(fixture.SuperViT):
+        def __init__(self, *args, **kwargs):
+            built.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(fixture, "SuperViT", CountedSuperViT)
+    losses = counting(monkeypatch, ovo.distill, "step_losses")
     out = tmp_path / "bench.json"
     rows = bench.main(["--quick", "--device", "cpu", "--out", str(out)])
+    # one setting, one shared supernet; a second only where a row compares two (the proxy's
+    # autograd-slice one, the compiled one)
+    assert len(built) == 3
+    # every supernet OVO step (speed, memory, proxy) computes its loss with the one definition
+    assert len(losses) > 0
     measures = {r.measure for r in rows}
     assert len(measures) == 15
     data = json.loads(out.read_text())
@@ -26,3 +66,27 @@ def test_bench_quick_runs_every_row(tmp_path):
         else:
             assert r["value"] is None or r["value"] > 0, r
     assert next(r for r in rows if r.measure.startswith("closed-form")).value < 1000
+    # the slicing-tax proxy (deterministic): in-place slice gradients allocate nothing beyond
+    # the static models and launch fewer ops than autograd's slice backward
+    value = {r.measure: r.value for r in rows}
+    before, after = "before: autograd slices", "after: in place"
+    assert value[f"extra MB allocated / step, {after}"] == pytest.approx(0.0, abs=0.01)
+    assert value[f"extra MB allocated / step, {before}"] > 10
+    assert value[f"extra ops / step, {after}"] < value[f"extra ops / step, {before}"]
+
+
+def test_bench_ddp_times_the_strategy_all_reduce(tmp_path, monkeypatch):
+    """The ovo_ddp row's data-parallel step averages the gradients with the function
+    ``SupernetDDPStrategy`` calls (one process of the row, world size 1, in this process)."""
+    load_bench()
+    from ovo_bench import ddp
+
+    calls = counting(monkeypatch, ovo.distributed, "average_gradients")
+    out, threads = tmp_path / "seconds.json", torch.get_num_threads()
+    try:
+        ddp.child(0, 1, str(tmp_path / "init"), "ovo_ddp", "32px/p4/b4", True, 1, str(out))
+    finally:
+        torch.set_num_threads(threads)
+    seconds = json.loads(out.read_text())
+    assert seconds["parallel"] > 0 and seconds["plain"] > 0
+    assert len(calls) == 2  # the parallel step of the warm-up pair and of the timed pair
