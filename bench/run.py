@@ -468,7 +468,6 @@ def _ddp_step_seconds(
     kd = DistillConfig()
     opt = adamw(net.parameters())
     if mode == "torch_ddp_unused":  # ovo before: torch's DDP, autograd slices, unused search
-        net.use_autograd_slices()
         model = DistributedDataParallel(net, find_unused_parameters=True)
         zero = None  # the optimizer's zero_grad
         parallel = ovo_step(model, teacher, student, x, y, opt, amp, kd, zero)
@@ -609,8 +608,7 @@ def bench_proxy(s: Setting, args, device) -> list[Row]:
     amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
 
     def supernet_step(autograd_slices: bool) -> Callable[[], None]:
-        net = SuperViT(space, s.cfg)
-        net.use_autograd_slices(autograd_slices)
+        net = SuperViT(space, s.cfg)  # no SliceGrads attached: autograd's slices
         zero = (lambda: net.zero_grad(set_to_none=True)) if autograd_slices else supernet_zero(net)
 
         def step() -> None:

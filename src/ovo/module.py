@@ -310,7 +310,7 @@ class OVOModule(L.LightningModule):
     # ---- validation ----------------------------------------------------------------------
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        self.val_metrics.update(self.net, x, y)
+        self.val_metrics.score(self.net, x, y)
 
     def on_validation_epoch_end(self) -> None:
         results = {}

@@ -59,7 +59,7 @@ class PanelMetrics(nn.ModuleDict):
         )
         self.panel = dict(panel)
 
-    def update(self, net: Callable[[Tensor, Arch], Tensor], x: Tensor, y: Tensor) -> None:
+    def score(self, net: Callable[[Tensor, Arch], Tensor], x: Tensor, y: Tensor) -> None:
         """Score every panel subnet on one batch."""
         # Lightning validates under no_grad during fit, under inference_mode in validate/test,
         # and ovo.evaluate/ovo.search under inference_mode: one mode for all of them, so

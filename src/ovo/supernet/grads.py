@@ -73,7 +73,8 @@ class SliceGrads:
         self.order = {p: i for i, p in enumerate(self.params)}
         # per parameter, the bounding box of the slices written since the last zero_
         self.touched: dict[nn.Parameter, list[int]] = {}
-        # set when the loss behind these gradients was not finite (see ovo.distributed)
+        # set when a loss behind these gradients was not finite; consumed by the all-reduce of
+        # ovo.distributed (not cleared by zero_: Lightning zeroes between forward and backward)
         self.nonfinite = False
 
     def accumulate_(self, param: nn.Parameter, sizes: tuple[int, ...], grad: Tensor) -> None:
@@ -103,7 +104,6 @@ class SliceGrads:
         for p in self.params:
             p.grad = None
         self.touched.clear()
-        self.nonfinite = False
 
     def all_reduce_(self, group: object | None = None) -> None:
         """Average every gradient over ``group`` (all ranks must have used the same weights,
