@@ -142,6 +142,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes x three fits: over a minute on 2 shared cores (see notes/b.md)
 def test_two_ranks_train_what_one_process_trains_on_the_concatenated_batch(tmp_path):
     out = str(tmp_path / "result")
     mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)

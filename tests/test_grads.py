@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ovo.distill import DistillConfig, kd_loss, label_loss, sample_step_archs
+from ovo.distributed import average_gradients
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.grads import SliceGrads
@@ -114,7 +115,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str, batch) -> None:
     half = x.shape[0] // world
     part = slice(rank * half, (rank + 1) * half)
     ovo_loss(net, x[part], y[part], teacher, student).backward()
-    buffers.all_reduce_()  # what SupernetDDPStrategy does after the last backward of a step
+    average_gradients(buffers)  # what SupernetDDPStrategy runs after a step's last backward
     if rank == 0:
         torch.save(grads(net), out)
     dist.barrier()

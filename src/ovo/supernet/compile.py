@@ -20,6 +20,8 @@ run; a test counts the graphs. The ``compile``/``compile_options`` settings are
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -64,6 +66,7 @@ class CompiledBlocks:
         # a graph per shape for training and one for evaluation, a little spare for a user's
         # own evaluation under another autocast state
         self.limit = 2 * len(self.shapes) + 4
+        self._running = False
         self.fn = torch.compile(block_forward, backend=backend, mode=mode, dynamic=False)
         self.graphs_before = compiled_graph_count()
         self.warmup_seconds: float | None = None
@@ -81,15 +84,28 @@ class CompiledBlocks:
         for t in (x, keep_attn, keep_mlp):  # the batch dimension: any size reuses the graph
             if t is not None:
                 torch._dynamo.mark_dynamic(t, 0)
+        with self.running():
+            return self.fn(x, weights, keep_attn, keep_mlp, head_dim, eps)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """While the body runs: dynamo's recompile limits raised to cover this object's graphs
+        (never for the process) and batch 1 no special case. Re-entrant and cheap inside itself,
+        so a whole forward can enter it once (``SuperViT.forward_features`` does)."""
+        if self._running:
+            yield
+            return
         config = torch._dynamo.config
-        # the recompile limits are raised while these blocks run, never for the process
         limits = {
             "recompile_limit": max(config.recompile_limit, self.limit),
             "accumulated_recompile_limit": max(config.accumulated_recompile_limit, 4 * self.limit),
         }
-        # batch 1 is no special case
         with config.patch(**limits), fx_config.patch(backed_size_oblivious=True):
-            return self.fn(x, weights, keep_attn, keep_mlp, head_dim, eps)
+            self._running = True
+            try:
+                yield
+            finally:
+                self._running = False
 
     @property
     def graphs(self) -> int:

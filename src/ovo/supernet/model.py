@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -96,11 +97,12 @@ class SuperViT(nn.Module):
         x = self.patch_embed(x, e)
         cls = lead(self.cls_token, (1, 1, e)).expand(x.shape[0], -1, -1)
         x = torch.cat((cls, x), dim=1) + lead(self.pos_embed, (1, x.shape[1] + 1, e))
-        compute = block_forward if self.compiled is None else self.compiled
+        compiled = self.compiled
         # compiled blocks take drop-path masks in every layer (a layer's rate is data to them)
-        always_masks = self.compiled is not None and self.cfg.drop_path_rate > 0
-        for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
-            x = block(x, h, mlp_hidden(e, r), compute, always_masks)
+        always_masks = compiled is not None and self.cfg.drop_path_rate > 0
+        with nullcontext() if compiled is None else compiled.running():  # once per forward
+            for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
+                x = block(x, h, mlp_hidden(e, r), compiled or block_forward, always_masks)
         if self.cfg.global_pool == "token":
             x = self.norm(x)
         return x
