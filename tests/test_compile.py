@@ -24,6 +24,20 @@ SPACE = SearchSpace([16, 24], [1, 2, 3], [1, 2], [1.0, 2.0], head_dim=8, name="m
 CFG = ViTConfig(img_size=16, patch_size=8, num_classes=5, drop_path_rate=0.2)
 
 
+def spy_on(compiled) -> list[tuple[int, int, int]]:
+    """The block shape (embed, heads, MLP hidden) of every call that reaches the compiled
+    function, from now on."""
+    seen = []
+    fn = compiled.fn
+
+    def spy(x, w, *rest):
+        seen.append((x.shape[-1], w.qkv_w.shape[0] // (3 * SPACE.head_dim), w.fc1_w.shape[0]))
+        return fn(x, w, *rest)
+
+    compiled.fn = spy
+    return seen
+
+
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     torch._dynamo.reset()
@@ -36,9 +50,11 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
     torch.manual_seed(0)
     net = SuperViT(SPACE, CFG)
     compiled = net.compile_blocks(backend="aot_eager")  # dynamo's guards are the backend's
+    seen = spy_on(compiled)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     rng = random.Random(0)
     shapes = len(block_shapes(SPACE))
+    layers = 0
     net.train()
     for step in range(200):
         batch = 3 if step % 50 == 49 else 4  # a ragged last batch now and then
@@ -46,16 +62,22 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
         archs = sample_step_archs(SPACE, DistillConfig(), rng)
         t = net(x, archs.teacher)
         loss = label_loss(t, y) + kd_loss(net(x, archs.students[0]), t, DistillConfig())
+        layers += archs.teacher.depth + archs.students[0].depth
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert compiled.graphs <= shapes, compiled.graphs
+    # every layer of every step went through the compiled function, and the graphs the
+    # un-warmed steps compiled are exactly one per block shape
+    assert len(seen) == layers and set(seen) == set(block_shapes(SPACE)), set(seen)
+    assert compiled.graphs == shapes, compiled.graphs
+    seen.clear()
     net.eval()
     with torch.inference_mode():
         for batch in (5, 1, 7):  # evaluation batch sizes, a batch of one included
             for arch in (SPACE.min_arch, SPACE.max_arch, SPACE.sample(rng)):
                 net(torch.randn(batch, 3, 16, 16), arch)
-    assert compiled.graphs <= 2 * shapes <= compiled.limit
+    # one evaluation graph per block shape evaluated, whatever the batch size
+    assert compiled.graphs == shapes + len(set(seen)) <= 2 * shapes <= compiled.limit
     assert compiled_graph_count() == compiled.graphs
 
 
@@ -68,21 +90,40 @@ def test_warm_up_compiles_exactly_the_graphs_real_steps_use():
     compiled.warm_up(net, 4, train=False, progress=False)
     assert compiled.graphs == 2 * shapes and compiled.warmup_seconds > 0
     assert all(p.grad is None for p in net.parameters())  # warm-up leaves no gradient
+    seen = spy_on(compiled)
     rng = random.Random(1)
+    layers = 0
     net.train()
     for _ in range(20):
         archs = sample_step_archs(SPACE, DistillConfig(), rng)
         x = torch.randn(3, 3, 16, 16)
         (net(x, archs.teacher).sum() + net(x, archs.students[0]).sum()).backward()
+        layers += archs.teacher.depth + archs.students[0].depth
     net.eval()
     with torch.inference_mode():
         for arch in (SPACE.min_arch, SPACE.max_arch, SPACE.sample(rng)):
             net(torch.randn(2, 3, 16, 16), arch)
+            layers += arch.depth
+    assert len(seen) == layers  # every layer ran through the warmed-up graphs
     assert compiled.graphs == 2 * shapes  # nothing compiled after the warm-up
 
 
 def _cpp_compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def test_the_recompile_limit_is_raised_only_while_compiled_blocks_run():
+    config = torch._dynamo.config
+    # dynamo's defaults (importing timm.optim raises the limit for the process: timm's kron.py)
+    with config.patch(recompile_limit=8, accumulated_recompile_limit=256):
+        net = SuperViT(SPACE, CFG)
+        compiled = net.compile_blocks(backend="eager")
+        seen = []
+        fn = compiled.fn
+        compiled.fn = lambda *a: seen.append(config.recompile_limit) or fn(*a)
+        net(torch.randn(2, 3, 16, 16), SPACE.min_arch)
+        assert seen and min(seen) >= compiled.limit > 8
+        assert (config.recompile_limit, config.accumulated_recompile_limit) == (8, 256)
 
 
 @pytest.mark.skipif(_cpp_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")

@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ovo.distill import DistillConfig, kd_loss, label_loss, sample_step_archs
+from ovo.distributed import average_gradients
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.grads import SliceGrads
@@ -41,9 +42,9 @@ def assert_same_grads(a: dict, b: dict, atol: float = 0.0) -> None:
 
 def test_slice_gradients_equal_autograd_step_after_step():
     """Three OVO steps with different archs: in-place slice gradients (with the bounding-box
-    re-zeroing of SliceGrads) equal autograd's slicing, including which parameters have none."""
+    re-zeroing of SliceGrads) equal autograd's slicing (a bare net), including which parameters
+    have none."""
     fast, ref = make_net(), make_net()
-    ref.use_autograd_slices()
     buffers = SliceGrads(fast.parameters())
     rng = random.Random(0)
     x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 5, (6,))
@@ -67,7 +68,6 @@ def test_accumulation_and_autocast_equal_autograd():
     """Two micro-batches accumulated under bf16 autocast (the cast fused into the slice): the
     in-place gradients equal autograd's slicing of the same casts."""
     fast, ref = make_net(), make_net()
-    ref.use_autograd_slices()
     SliceGrads(fast.parameters())
     rng = random.Random(3)
     for _ in range(2):
@@ -90,8 +90,13 @@ def test_zero_clears_every_written_region():
     assert all(p.grad is None for p in net.parameters())
     assert all(float(b.abs().sum()) == 0.0 for b in buffers.buffers)
     label_loss(net(x, SPACE.min_arch), y).backward()
+    # outside min's slice, both ways: rows of fc1 (MLP hidden 16 of 48), columns of proj (one
+    # head of 8 wide, of two)
     w = net.blocks[0].mlp.fc1.weight
-    assert w.grad is not None and float(w.grad[16:].abs().sum()) == 0.0  # outside min's slice
+    assert w.grad is not None and float(w.grad[16:].abs().sum()) == 0.0
+    assert float(w.grad[:, 16:].abs().sum()) == 0.0
+    proj = net.blocks[0].attn.proj.weight
+    assert proj.grad is not None and float(proj.grad[:, 8:].abs().sum()) == 0.0
     whole = SliceGrads(net.parameters(), zero_whole=True)  # takes the parameters over
     assert all(p.grad is None for p in net.parameters())
     label_loss(net(x, SPACE.min_arch), y).backward()
@@ -110,7 +115,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str, batch) -> None:
     half = x.shape[0] // world
     part = slice(rank * half, (rank + 1) * half)
     ovo_loss(net, x[part], y[part], teacher, student).backward()
-    buffers.all_reduce_()  # what SupernetDDPStrategy does after the last backward of a step
+    average_gradients(buffers)  # what SupernetDDPStrategy runs after a step's last backward
     if rank == 0:
         torch.save(grads(net), out)
     dist.barrier()
@@ -132,14 +137,50 @@ def test_ddp_gradients_equal_one_process_on_the_concatenated_batch(tmp_path):
     assert reduced["blocks.1.attn.qkv.weight"] is not None
 
 
+def test_a_bare_supernet_has_autograd_gradients_torch_func_and_hooks_included():
+    """No SliceGrads attached: gradients are autograd's. torch.func's functional gradient
+    equals .backward()'s, a tensor hook sees the gradient; attaching SliceGrads switches the
+    net to in-place gradients (no hook) and detaching gives autograd back."""
+    from torch.func import functional_call, grad
+
+    net = make_net()
+    x, y = torch.randn(3, 3, 16, 16), torch.randint(0, 5, (3,))
+    arch = Arch(24, (2, 1), (2.0, 1.0))
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    functional = grad(lambda ps: label_loss(functional_call(net, ps, (x, arch)), y))(params)
+    hooked = {}
+    w = net.blocks[0].attn.qkv.weight
+    w.register_hook(lambda g: hooked.setdefault("qkv", None if g is None else g.clone()))
+    label_loss(net(x, arch), y).backward()
+    for name, p in net.named_parameters():
+        expected = p.grad if p.grad is not None else torch.zeros_like(p)
+        torch.testing.assert_close(functional[name], expected, rtol=0, atol=1e-6, msg=name)
+    torch.testing.assert_close(hooked["qkv"], w.grad, rtol=0, atol=0)
+    net.zero_grad(set_to_none=True)
+    hooked.clear()
+    buffers = SliceGrads(net.parameters())
+    label_loss(net(x, arch), y).backward()
+    # written in place, into the buffer: autograd hands the hook no gradient
+    assert hooked.get("qkv") is None and w.grad is buffers.views[w]
+    buffers.detach()
+    net.zero_grad(set_to_none=True)
+    hooked.clear()
+    label_loss(net(x, arch), y).backward()
+    assert hooked["qkv"] is not None and w.grad is not None and SliceGrads.of(w) is None
+
+
 def test_torch_ddp_path_still_sees_gradients():
-    """With autograd slices (what torch's DDP needs) every used weight's gradient arrives
+    """Without SliceGrads (what torch's DDP gets) every used weight's gradient arrives
     through autograd: a post-accumulate hook fires for it."""
     net = make_net()
-    net.use_autograd_slices()
     seen = set()
+
+    def handed_over(name: str):  # DDP's reducer reads the gradient autograd hands over
+        return lambda g: seen.add(name if g is not None else f"{name}: no gradient")
+
     for name, p in net.named_parameters():
-        p.register_post_accumulate_grad_hook(lambda _p, n=name: seen.add(n))
+        p.register_post_accumulate_grad_hook(lambda q, n=name: q.grad is not None and seen.add(n))
+        p.register_hook(handed_over(name))
     x, y = torch.randn(2, 3, 16, 16), torch.randint(0, 5, (2,))
     label_loss(net(x, SPACE.min_arch), y).backward()
     used = {n for n, p in net.named_parameters() if p.grad is not None}

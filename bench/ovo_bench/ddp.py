@@ -21,7 +21,7 @@ import torch
 from ovo import distributed
 
 from .child import REPO, python_argv
-from .fixture import Fixture, autograd_slices, find_setting
+from .fixture import Fixture, find_setting
 from .report import Row
 from .steps import adamw, ovo_step
 from .timing import sync
@@ -99,7 +99,8 @@ def child(
     net = fx.supernet
     opt = adamw(net.parameters())
     if mode == "torch_ddp_unused":
-        model = DistributedDataParallel(autograd_slices(net), find_unused_parameters=True)
+        # no SliceGrads attached to this net: autograd's slice backward, which DDP's hooks see
+        model = DistributedDataParallel(net, find_unused_parameters=True)
         zero = lambda: opt.zero_grad(set_to_none=True)  # noqa: E731
         parallel = ovo_step(fx, model, zero, opt)
     else:

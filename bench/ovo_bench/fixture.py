@@ -66,15 +66,6 @@ def teacher_student_pair(space: SearchSpace) -> StepArchs:
     return StepArchs(teacher, (space.sample(rng),))
 
 
-def autograd_slices(net: SuperViT) -> SuperViT:
-    """``net`` with autograd's own slice backward (what torch's DDP needs), i.e. no
-    :class:`SliceGrads` attached. Until the supernet decides this from its ``SliceGrads`` owner
-    alone (issue 19, item 3), it must also be told; after that, this is the identity."""
-    if hasattr(net, "use_autograd_slices"):
-        net.use_autograd_slices()
-    return net
-
-
 class Fixture:
     """One setting on one device. Members are built on first use and then shared: the measures
     of a setting time the same weights, inputs and static models."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .fixture import Fixture, autograd_slices
+from .fixture import Fixture
 from .report import Row
 from .steps import ovo_step, static_zero
 
@@ -49,7 +49,7 @@ def measure(fx: Fixture) -> list[Row]:
     static_ops, static_mb = _profile_counts(
         ovo_step(fx, lambda v, a: static[a](v), static_zero(t_model, s_model))
     )
-    before = autograd_slices(fx.new_supernet())
+    before = fx.new_supernet()  # no SliceGrads attached: autograd's own slice backward
     steps = {
         "before: autograd slices": ovo_step(fx, before, lambda: before.zero_grad(set_to_none=True)),
         "after: in place": ovo_step(fx, fx.supernet, fx.slice_grads.zero_),

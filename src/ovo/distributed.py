@@ -9,6 +9,14 @@ one buffer (:class:`ovo.supernet.grads.SliceGrads`). :class:`SupernetDDPStrategy
 Lightning's DDP process group, launcher, samplers and collectives, but leaves the model unwrapped
 and averages the gradient buffer with one all-reduce after the last backward of each optimizer
 step (before gradient clipping and the step), as DDP's ``no_sync`` would for accumulation.
+
+That contract is checked, not assumed. With the gradients, the ranks exchange one small status
+(:func:`average_gradients`): a digest of the weight slices each rank wrote, and whether its loss
+was finite. Ranks that used different slices stop with an error instead of averaging unrelated
+gradients; a non-finite loss on any rank stops every rank at the same point, before the optimizer
+step (a rank that raised alone would leave the others waiting in the next collective).
+DistributedDataParallel's own arguments (``find_unused_parameters``, ``static_graph``, comm
+hooks, ...) have nothing to act on here and are refused.
 """
 
 from __future__ import annotations
@@ -16,19 +24,46 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch.optim import Optimizer
 
+from ovo.errors import ConfigError
 from ovo.supernet.grads import SliceGrads
+
+# DDPStrategy arguments that configure the DistributedDataParallel wrapper ovo does not use
+_WRAPPER_ARGS = ("ddp_comm_state", "ddp_comm_hook", "ddp_comm_wrapper", "model_averaging_period")
 
 
 class SupernetDDPStrategy(DDPStrategy):
     """Lightning's DDP strategy for ovo's supernets (see the module docstring). Takes
-    :class:`~lightning.pytorch.strategies.DDPStrategy`'s arguments."""
+    :class:`~lightning.pytorch.strategies.DDPStrategy`'s arguments except those of the
+    ``DistributedDataParallel`` wrapper, which it refuses."""
 
     strategy_name = "ovo_ddp"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        wrapper = [k for k in kwargs if k in _WRAPPER_ARGS and kwargs[k] is not None]
+        known = set(_WRAPPER_ARGS) | {
+            "accelerator",
+            "parallel_devices",
+            "cluster_environment",
+            "checkpoint_io",
+            "precision_plugin",
+            "process_group_backend",
+            "timeout",
+            "start_method",
+        }
+        refused = wrapper + [k for k in kwargs if k not in known]  # DDP's own (**kwargs)
+        if refused:
+            raise ConfigError(
+                f"trainer.strategy=ovo_ddp does not wrap the model in DistributedDataParallel, "
+                f"so {', '.join(refused)} has nothing to act on: remove it (or use "
+                "trainer.strategy=ddp)"
+            )
+        super().__init__(*args, **kwargs)
 
     def configure_ddp(self) -> None:
         # no DistributedDataParallel wrapper; like DDP, start every rank from rank 0's weights
@@ -50,22 +85,49 @@ class SupernetDDPStrategy(DDPStrategy):
 
     def all_reduce_gradients(self) -> None:
         """Average the gradients over all ranks: the module's slice-gradient buffers, one
-        collective each (``OVOModule`` attaches them when fitting starts)."""
+        collective each (``OVOModule`` attaches them when fitting starts); stop every rank if
+        any rank's loss was not finite."""
         if not (dist.is_available() and dist.is_initialized()) or self.world_size == 1:
             return
-        buffers = getattr(self.lightning_module, "slice_grads", None)
-        if buffers is None:
+        module = self.lightning_module
+        grads = getattr(module, "slice_grads", None)
+        if grads is None:
             raise RuntimeError(
                 "SupernetDDPStrategy averages the gradients of an ovo supernet's SliceGrads "
                 "buffers; this module has none (use it with ovo.module.OVOModule)"
             )
-        average_gradients(buffers)
+        average_gradients(grads)
+        if grads.nonfinite:  # on every rank alike: the flag was all-reduced with the gradients
+            raise module.nonfinite_error()
+
+
+class RankMismatchError(RuntimeError):
+    """Ranks wrote gradients of different weight slices: averaging them would mix unrelated
+    gradients (ranks must sample the same archs; see :mod:`ovo.distill`)."""
 
 
 def average_gradients(grads: SliceGrads, group: Any = None) -> None:
     """Average a supernet's slice-gradient buffers over ``group``: what
-    :class:`SupernetDDPStrategy` runs once per optimizer step (the benchmark times this call)."""
+    :class:`SupernetDDPStrategy` runs once per optimizer step (the benchmark times this call).
+
+    Beside the buffers' all-reduce, one all-reduce (MAX) of three integers checks the contract:
+    the digest of the slices each rank wrote (:meth:`SliceGrads.digest`; max and -min agree only
+    if every rank's is the same) and whether any rank flagged a non-finite loss
+    (``grads.nonfinite``, then set on every rank). Raises :class:`RankMismatchError` when the
+    digests differ."""
+    digest = grads.digest()
+    device = grads.buffers[0].device if grads.buffers else torch.device("cpu")
+    status = torch.tensor([digest, -digest, int(grads.nonfinite)], dtype=torch.int64)
+    status = status.to(device)
+    dist.all_reduce(status, op=dist.ReduceOp.MAX, group=group)
     grads.all_reduce_(group)
+    high, neg_low, nonfinite = status.tolist()
+    grads.nonfinite = bool(nonfinite)
+    if high != -neg_low and not grads.nonfinite:  # a non-finite rank may have stopped early
+        raise RankMismatchError(
+            f"ranks wrote gradients of different weight slices (digests {-neg_low:#x} to "
+            f"{high:#x}): every rank must run the same archs at each step"
+        )
 
 
 if "ovo_ddp" not in StrategyRegistry:  # trainer.strategy=ovo_ddp (conf/trainer/ddp.yaml)

@@ -1,4 +1,5 @@
-"""The LightningModule: online-distillation training of the supernet and its validation panel."""
+"""The LightningModule: online-distillation training of the supernet, validated on a panel of
+subnets (:mod:`ovo.panel`)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,7 @@ from lightning.pytorch.strategies import ParallelStrategy
 from timm.data import Mixup
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from torch import Tensor, nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torch import Tensor
 
 from ovo.distill import (
     DistillConfig,
@@ -30,39 +29,15 @@ from ovo.distill import (
 )
 from ovo.distributed import SupernetDDPStrategy
 from ovo.errors import ConfigError, UserError
+from ovo.panel import PanelMetrics, build_panel
+from ovo.settings import CompileOptions, check_compile_mode
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
-from ovo.supernet.compile import CompileOptions, check_compile_mode
 from ovo.supernet.grads import SliceGrads
 
 
 class NonFiniteLossError(UserError):
     """The loss became NaN/inf: training stops before the optimizer step writes bad weights."""
-
-
-def build_panel(
-    space: SearchSpace,
-    num_random: int = 8,
-    seed: int = 0,
-    named: Mapping[str, Any] | None = None,
-    include_min_max: bool = True,
-) -> dict[str, Arch]:
-    """The fixed, named subnets validated every epoch: min, max, named archs and ``num_random``
-    archs drawn once from ``seed``; the same space and settings give the same panel in any run."""
-    panel: dict[str, Arch] = {}
-    if include_min_max:
-        panel["min"], panel["max"] = space.min_arch, space.max_arch
-    for name, arch in (named or {}).items():
-        panel[str(name)] = space.validate(arch if isinstance(arch, Arch) else Arch.from_dict(arch))
-    rng = random.Random(f"ovo-panel/{seed}")
-    for i in range(num_random):
-        panel[f"rand{i:02d}"] = space.sample(rng)
-    if not panel:
-        raise ConfigError(
-            "the validation panel is empty: set panel.num_random > 0, "
-            "panel.include_min_max=true or add panel.named archs"
-        )
-    return panel
 
 
 def _mixup(cfg: Mapping[str, Any] | None, num_classes: int) -> Mixup | None:
@@ -145,19 +120,9 @@ class OVOModule(L.LightningModule):
             self.panel = {"fixed": self.fixed_arch}
         else:
             self.panel = build_panel(self.space, **(panel or {}))
-        k = self.vit_cfg.num_classes
-        self.val_metrics = nn.ModuleDict(
-            {
-                name: MetricCollection(
-                    {
-                        "acc1": MulticlassAccuracy(k, top_k=1, average="micro"),
-                        "acc5": MulticlassAccuracy(k, top_k=min(5, k), average="micro"),
-                    }
-                )
-                for name in self.panel
-            }
-        )
+        self.val_metrics = PanelMetrics(self.panel, self.vit_cfg.num_classes)
         self._step_start: float | None = None
+        self._nonfinite: str | None = None  # this rank's non-finite loss, reported at the sync
 
     def load_inherited_weights(self, source: Any) -> None:
         """Start from a trained supernet's weights (``init_from``; ``source`` is a
@@ -195,18 +160,19 @@ class OVOModule(L.LightningModule):
 
     # ---- gradients and compilation ---------------------------------------------------------
     def on_fit_start(self) -> None:
-        # Torch's own DDP/FSDP learn that a gradient is ready from autograd's accumulation:
-        # under them gradients take autograd's path; otherwise they go straight into one
-        # buffer (ovo.supernet.grads), which SupernetDDPStrategy all-reduces in one collective.
+        # Gradients go straight into one buffer (ovo.supernet.grads), which SupernetDDPStrategy
+        # all-reduces in one collective, except under torch's own DDP/FSDP: they learn that a
+        # gradient is ready from autograd's accumulation, so the supernet keeps autograd's path
+        # (no SliceGrads attached).
         strategy = self.trainer.strategy
         wrapped = isinstance(strategy, ParallelStrategy) and not isinstance(
             strategy, SupernetDDPStrategy
         )
-        self.net.use_autograd_slices(wrapped)
         if self.slice_grads is not None:
             self.slice_grads.detach()
         fp16 = str(self.trainer.precision).startswith("16")  # GradScaler: skipped overflow steps
         self.slice_grads = None if wrapped else SliceGrads(self.net.parameters(), zero_whole=fp16)
+        self._nonfinite = None
         if self.compile_mode == "blocks" and self.net.compiled is None:
             opts = self.compile_options
             compiled = self.net.compile_blocks(opts.backend, opts.mode)
@@ -291,18 +257,41 @@ class OVOModule(L.LightningModule):
             self.log("train/throughput_img_s", images / max(seconds, 1e-9))
 
     def _check_finite(self, total: Tensor | float, logs: Mapping[str, Any]) -> None:
-        if isinstance(total, Tensor) and not torch.isfinite(total.detach()).all():
-            values = ", ".join(
-                f"{k}={float(v):.4g}"
-                for k, v in logs.items()
-                if "loss" in k or k.startswith("student_")
+        if not isinstance(total, Tensor) or torch.isfinite(total.detach()).all():
+            return
+        values = ", ".join(
+            f"{k}={float(v):.4g}"
+            for k, v in logs.items()
+            if "loss" in k or k.startswith("student_")
+        )
+        message = (
+            f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}"
+        )
+        strategy = self.trainer.strategy if self._trainer else None
+        if isinstance(strategy, SupernetDDPStrategy) and strategy.world_size > 1:
+            # the other ranks are on their way to the gradient all-reduce: the flag travels with
+            # it and every rank stops there, before the optimizer step (ovo.distributed)
+            assert self.slice_grads is not None
+            self.slice_grads.nonfinite = True
+            self._nonfinite = message
+            return
+        raise self.nonfinite_error(message)
+
+    def nonfinite_error(self, message: str | None = None) -> NonFiniteLossError:
+        """The error that stops training on a non-finite loss: ``message`` says what this rank
+        saw (``None``: another rank's loss, as :class:`SupernetDDPStrategy` reports it)."""
+        message = message or self._nonfinite
+        if message is None:
+            message = (
+                f"non-finite loss on another rank at step {self.global_step} "
+                f"(epoch {self.current_epoch})"
             )
-            raise NonFiniteLossError(
-                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}. "
-                "No optimizer step was taken and no checkpoint with these weights was written; "
-                "lower optimizer.lr, raise scheduler.warmup_epochs or add trainer.gradient_clip_val, "
-                "then resume from the last checkpoint (ckpt_path=...)."
-            )
+        self._nonfinite = None
+        return NonFiniteLossError(
+            f"{message}. No optimizer step was taken and no checkpoint with these weights was "
+            "written; lower optimizer.lr, raise scheduler.warmup_epochs or add "
+            "trainer.gradient_clip_val, then resume from the last checkpoint (ckpt_path=...)."
+        )
 
     def _trace(self, archs: Any) -> None:
         path = self.hparams.arch_trace_path
@@ -321,18 +310,11 @@ class OVOModule(L.LightningModule):
     # ---- validation ----------------------------------------------------------------------
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        # Lightning validates under no_grad during fit, under inference_mode in validate/test,
-        # and ovo.evaluate/ovo.search under inference_mode: one mode for all of them, so
-        # compile=blocks needs one evaluation graph per block shape, not two
-        with torch.inference_mode():
-            for name, arch in self.panel.items():
-                self.val_metrics[name].update(self.net(x, arch), y)
+        self.val_metrics.score(self.net, x, y)
 
     def on_validation_epoch_end(self) -> None:
         results = {}
-        for name, metrics in self.val_metrics.items():
-            values = metrics.compute()  # all-reduced across ranks by torchmetrics
-            metrics.reset()
+        for name, values in self.val_metrics.compute_reset().items():
             results[name] = {k: float(v) for k, v in values.items()}
             for key, value in values.items():
                 self.log(f"val/{name}/{key}", value)

@@ -157,3 +157,29 @@ def settings_dict(obj: Any) -> dict[str, Any]:
         return v
 
     return {f.name: listify(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+
+
+# ---- compile settings (``compile``, ``compile_options``; see ovo.supernet.compile) ----------
+COMPILE_MODES = ("none", "blocks")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileOptions:
+    """``compile_options`` of the commands: the ``torch.compile`` backend and mode, and whether
+    to compile every block shape before the first step (``warmup``)."""
+
+    backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    mode: str | None = None
+    warmup: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CompileOptions:
+        return settings_from(cls, data, "compile_options")
+
+
+def check_compile_mode(mode: str) -> str:
+    """The ``compile`` setting, checked: ``none`` or ``blocks``."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile={mode!r}: use none or blocks")
+    return mode

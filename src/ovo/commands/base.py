@@ -229,7 +229,7 @@ def eval_fabric(cfg: DictConfig) -> Any:
 
 def compile_settings(cfg: DictConfig) -> tuple[str, Any]:
     """``compile`` and ``compile_options`` of a command, checked (before any work)."""
-    from ovo.supernet.compile import CompileOptions, check_compile_mode
+    from ovo.settings import CompileOptions, check_compile_mode
 
     mode = check_compile_mode(cfg.get("compile", "none"))
     return mode, CompileOptions.from_dict(cfg.get("compile_options"))

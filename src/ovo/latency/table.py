@@ -54,6 +54,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {model}"
 
 
+def _ratio(space: SearchSpace, embed_dim: int, hidden: int) -> float:
+    """The space's MLP ratio that gives ``hidden`` at ``embed_dim`` (a block shape's ratio)."""
+    return next(r for r in space.mlp_ratio if mlp_hidden(embed_dim, r) == hidden)
+
+
 @dataclass(frozen=True)
 class LatencyTable:
     """Measured milliseconds per building block (see the module docstring)."""
@@ -70,8 +75,8 @@ class LatencyTable:
         e = arch.embed_dim
         try:
             total = self.stem_ms[e] + self.head_ms[e]
-            for h, r in zip(arch.num_heads, arch.mlp_ratio):
-                total += self.block_ms[(e, h, mlp_hidden(e, r))]
+            for i, h in enumerate(arch.num_heads):
+                total += self.block_ms[(e, h, arch.mlp_hidden(i))]
         except KeyError as err:
             raise ConfigError(
                 f"latency table {self.path or ''} has no entry for {err.args[0]} of arch "
@@ -83,13 +88,10 @@ class LatencyTable:
     def fastest_arch(self, space: SearchSpace) -> Arch:
         """The arch of ``space`` with the least predicted latency (exact: the parts add up)."""
         best: tuple[float, Arch] | None = None
+        shapes = space.block_shapes()
         for e in space.embed_dim:
-            ms, h, r = min(
-                (self.block_ms[(e, h, mlp_hidden(e, r))], h, r)
-                for h in space.num_heads
-                for r in space.mlp_ratio
-            )
-            arch = Arch.uniform(e, space.depth[0], h, r)
+            ms, h, hidden = min((self.block_ms[s], s[1], s[2]) for s in shapes if s[0] == e)
+            arch = Arch.uniform(e, space.depth[0], h, _ratio(space, e, hidden))
             total = self.stem_ms[e] + self.head_ms[e] + space.depth[0] * ms
             if best is None or total < best[0]:
                 best = (total, arch)
@@ -250,19 +252,15 @@ def measure_table(
     in cache, which a whole subnet (megabytes per block) does not, so a block timed alone made
     the tables predict whole subnets 12% fast on a 2-core CPU at batch 1."""
     from ovo.export.timm_vit import build_timm_vit
-    from ovo.supernet.compile import block_shapes
 
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
-    shapes = block_shapes(space)
+    shapes = space.block_shapes()
     chain = max(space.depth)
     rounds: dict[tuple[str, Any], list[float]] = {}
     for _ in range(cond.rounds):
         for e, h, hidden in progress(shapes):
-            ratio = hidden / e
-            if mlp_hidden(e, ratio) != hidden:  # a ratio that rounds differently: the space's
-                ratio = next(r for r in space.mlp_ratio if mlp_hidden(e, r) == hidden)
             torch.manual_seed(0)
-            vit = build_timm_vit(Arch.uniform(e, chain, h, ratio), cfg, head_dim)
+            vit = build_timm_vit(Arch.uniform(e, chain, h, _ratio(space, e, hidden)), cfg, head_dim)
             vit = vit.to(cond.device).eval()
             tokens = torch.randn(cond.batch, cfg.num_tokens, e, device=cond.device)
             ms = time_ms(lambda v=vit, t=tokens: v.blocks(t), cond) / chain

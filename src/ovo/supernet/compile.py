@@ -12,54 +12,31 @@ block shape and nothing else that changes between layers or archs:
   evaluation batch size reuses the graph.
 
 What remains are one graph per block shape and grad mode (training, evaluation), under one
-autocast state. The recompile limit is raised to cover exactly that; a test counts the graphs.
+autocast state. The recompile limit is raised to cover exactly that, only while compiled blocks
+run; a test counts the graphs. The ``compile``/``compile_options`` settings are
+:class:`ovo.settings.CompileOptions`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch._dynamo
 import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
+from ovo.settings import COMPILE_BACKENDS
 from ovo.space import SearchSpace
-from ovo.supernet.layers import block_forward, matmul_dtype
-
-BACKENDS = ("inductor", "aot_eager", "eager")
-COMPILE_MODES = ("none", "blocks")
-
-
-@dataclass(frozen=True)
-class CompileOptions:
-    """``compile_options`` of the commands: the ``torch.compile`` backend and mode, and whether
-    to compile every block shape before the first step (``warmup``)."""
-
-    backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
-    mode: str | None = None
-    warmup: bool = True
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> CompileOptions:
-        from ovo.settings import settings_from
-
-        return settings_from(cls, data, "compile_options")
-
-
-def check_compile_mode(mode: str) -> str:
-    from ovo.errors import ConfigError
-
-    if mode not in COMPILE_MODES:
-        raise ConfigError(f"compile={mode!r}: use none or blocks")
-    return mode
+from ovo.supernet.layers import BlockWeights, block_forward, matmul_dtype
 
 
 def block_shapes(space: SearchSpace) -> list[tuple[int, int, int]]:
-    """Every (embed dim, heads, MLP hidden) a block of ``space`` can run at."""
+    """Every (embed dim, heads, MLP hidden) a block of ``space`` can run at (its owner is
+    :meth:`SearchSpace.block_shapes`; kept for callers of this name)."""
     return space.block_shapes()
 
 
@@ -80,27 +57,55 @@ class CompiledBlocks:
     :class:`~ovo.supernet.layers.ElasticBlock`)."""
 
     def __init__(self, space: SearchSpace, backend: str = "inductor", mode: str | None = None):
-        if backend not in BACKENDS:
-            raise ValueError(f"compile backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        self.shapes = block_shapes(space)
+        if backend not in COMPILE_BACKENDS:
+            raise ValueError(
+                f"compile backend {backend!r}: use one of {', '.join(COMPILE_BACKENDS)}"
+            )
+        self.shapes = space.block_shapes()
         self.backend, self.mode = backend, mode
         # a graph per shape for training and one for evaluation, a little spare for a user's
         # own evaluation under another autocast state
         self.limit = 2 * len(self.shapes) + 4
-        config = torch._dynamo.config
-        config.recompile_limit = max(config.recompile_limit, self.limit)
-        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * self.limit)
+        self._running = False
         self.fn = torch.compile(block_forward, backend=backend, mode=mode, dynamic=False)
         self.graphs_before = compiled_graph_count()
         self.warmup_seconds: float | None = None
 
-    def __call__(self, x: Tensor, *rest: Any) -> Tensor:
-        torch._dynamo.mark_dynamic(x, 0)
-        for mask in rest[12:14]:  # keep_attn, keep_mlp
-            if mask is not None:
-                torch._dynamo.mark_dynamic(mask, 0)
-        with fx_config.patch(backed_size_oblivious=True):  # batch 1 is no special case
-            return self.fn(x, *rest)
+    def __call__(
+        self,
+        x: Tensor,
+        weights: BlockWeights,
+        keep_attn: Tensor | None,
+        keep_mlp: Tensor | None,
+        head_dim: int,
+        eps: float,
+    ) -> Tensor:
+        """:func:`block_forward`, compiled (same arguments)."""
+        for t in (x, keep_attn, keep_mlp):  # the batch dimension: any size reuses the graph
+            if t is not None:
+                torch._dynamo.mark_dynamic(t, 0)
+        with self.running():
+            return self.fn(x, weights, keep_attn, keep_mlp, head_dim, eps)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """While the body runs: dynamo's recompile limits raised to cover this object's graphs
+        (never for the process) and batch 1 no special case. Re-entrant and cheap inside itself,
+        so a whole forward can enter it once (``SuperViT.forward_features`` does)."""
+        if self._running:
+            yield
+            return
+        config = torch._dynamo.config
+        limits = {
+            "recompile_limit": max(config.recompile_limit, self.limit),
+            "accumulated_recompile_limit": max(config.accumulated_recompile_limit, 4 * self.limit),
+        }
+        with config.patch(**limits), fx_config.patch(backed_size_oblivious=True):
+            self._running = True
+            try:
+                yield
+            finally:
+                self._running = False
 
     @property
     def graphs(self) -> int:
@@ -146,11 +151,13 @@ class CompiledBlocks:
                     # in training detached copies, so no parameter gets a gradient
                     weights = block.sliced(e, h, hidden, matmul_dtype(device.type))
                     if train:
-                        weights = tuple(w.detach().requires_grad_() for w in weights)
+                        weights = BlockWeights(
+                            *(None if w is None else w.detach().requires_grad_() for w in weights)
+                        )
                     keep = torch.ones(batch_size, 1, 1, device=device) if masks else None
                     # two tensors, as a real step's: aliased inputs would be another guard
                     keep_mlp = None if keep is None else keep.clone()
-                    out = self(x, *weights, keep, keep_mlp, block.attn.head_dim, block.eps)
+                    out = self(x, weights, keep, keep_mlp, block.attn.head_dim, block.eps)
                     if train:
                         out.float().sum().backward()
         finally:

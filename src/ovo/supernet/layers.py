@@ -6,29 +6,32 @@ size, so two subnets can run back to back (teacher then student) in one step.
 Slicing notes (why the layouts are what they are):
 - Slices are taken only on leading rows/columns, so they are strided views that BLAS consumes
   directly (leading dimension = the full width); nothing is copied per step.
-- A weight used in training goes through :func:`lead`, whose backward adds the slice's gradient
-  straight into the leading slice of ``param.grad`` (see :mod:`ovo.supernet.grads`): no
-  full-size zero gradient plus copy per use (autograd's slice backward), no full-size add when
-  teacher and student share a weight. Under autocast the same call makes the low-precision copy a
-  matmul needs (what autocast would make), and its backward casts and accumulates in one kernel.
+- Every weight goes through :func:`lead`. When a :class:`~ovo.supernet.grads.SliceGrads` owns
+  the parameter (training attaches one), its backward adds the slice's gradient straight into the
+  leading slice of ``param.grad``: no full-size zero gradient plus copy per use (autograd's slice
+  backward), no full-size add when teacher and student share a weight. Under autocast the same
+  call makes the low-precision copy a matmul needs (what autocast would make), and its backward
+  casts and accumulates in one kernel. Without an owner it is plain autograd slicing.
 - The fused q/k/v projection stores rows head-major ``[head, (q|k|v), head_dim]``, so the first
   ``h`` heads' q, k and v rows are one contiguous block and weight and bias are sliced by the
   same rows (AutoFormer slices its weight interleaved but its bias contiguously, its issue 121).
   Export reorders those rows into timm's ``[(q|k|v), head, head_dim]`` layout.
-- A block's compute is one function of its (sliced) weights, :func:`block_forward`: the unit
-  ``torch.compile`` compiles once per block shape (:mod:`ovo.supernet.compile`).
+- A block's compute is one function of its sliced weights (one :class:`BlockWeights`),
+  :func:`block_forward`: the unit ``torch.compile`` compiles once per block shape
+  (:mod:`ovo.supernet.compile`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from ovo.supernet.grads import accumulate_slice_grad
+from ovo.supernet.grads import SliceGrads
 
 
 def _index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
@@ -40,32 +43,34 @@ class _LeadingSlice(torch.autograd.Function):
     ``param.grad`` directly instead of returning a full-size gradient."""
 
     @staticmethod
-    def forward(ctx, param: Tensor, sizes: tuple[int, ...], dtype: torch.dtype | None) -> Tensor:
-        ctx.param, ctx.sizes = param, sizes
+    def forward(
+        ctx,
+        param: Tensor,
+        sizes: tuple[int, ...],
+        dtype: torch.dtype | None,
+        owner: SliceGrads,
+    ) -> Tensor:
+        ctx.param, ctx.sizes, ctx.owner = param, sizes, owner
         view = param[_index(sizes)]
         return view if dtype is None else view.to(dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, None, None]:
-        accumulate_slice_grad(ctx.param, ctx.sizes, grad)
-        return None, None, None
+    def backward(ctx, grad: Tensor) -> tuple[None, None, None, None]:
+        ctx.owner.accumulate_(ctx.param, ctx.sizes, grad)
+        return None, None, None, None
 
 
-def lead(
-    param: Tensor,
-    sizes: tuple[int, ...],
-    dtype: torch.dtype | None = None,
-    in_place_grads: bool = True,
-) -> Tensor:
-    """The leading ``sizes`` slice of ``param`` (the parameter itself at full size), optionally
-    cast to ``dtype``. With gradients on, its gradient goes straight into ``param.grad``
-    (``in_place_grads``) or through autograd's own slice backward (what torch's
-    ``DistributedDataParallel`` needs to see gradients arrive)."""
+def lead(param: Tensor, sizes: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
+    """The leading ``sizes`` slice of ``param``, optionally cast to ``dtype``. With gradients
+    on, its gradient goes straight into ``param.grad`` when a :class:`SliceGrads` owns
+    ``param``, else through autograd's own slice backward (hooks, ``torch.func`` and torch's
+    ``DistributedDataParallel`` then see it as for any module)."""
     if dtype == param.dtype:
         dtype = None
     if param.requires_grad and torch.is_grad_enabled():
-        if in_place_grads:
-            return _LeadingSlice.apply(param, tuple(sizes), dtype)
+        owner = SliceGrads.of(param)
+        if owner is not None:
+            return _LeadingSlice.apply(param, tuple(sizes), dtype, owner)
         view = param[_index(sizes)]
     else:
         # a plain tensor, never the Parameter itself: compiled evaluation graphs see one type
@@ -83,8 +88,6 @@ def matmul_dtype(device_type: str) -> torch.dtype | None:
 class ElasticLinear(nn.Module):
     """``nn.Linear`` at (max_in, max_out) run at any leading (in, out)."""
 
-    in_place_grads = True  # see lead(); SuperViT.use_autograd_slices turns it off
-
     def __init__(self, max_in: int, max_out: int, bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(max_out, max_in))
@@ -95,12 +98,8 @@ class ElasticLinear(nn.Module):
         self, out_features: int, in_features: int, dtype: torch.dtype | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """(weight, bias) of the leading ``out_features`` x ``in_features`` block."""
-        w = lead(self.weight, (out_features, in_features), dtype, self.in_place_grads)
-        b = (
-            None
-            if self.bias is None
-            else lead(self.bias, (out_features,), dtype, self.in_place_grads)
-        )
+        w = lead(self.weight, (out_features, in_features), dtype)
+        b = None if self.bias is None else lead(self.bias, (out_features,), dtype)
         return w, b
 
     def forward(self, x: Tensor, out_features: int) -> Tensor:
@@ -111,8 +110,6 @@ class ElasticLinear(nn.Module):
 class ElasticLayerNorm(nn.Module):
     """LayerNorm over the leading ``x.shape[-1]`` features of a max-width affine."""
 
-    in_place_grads = True
-
     def __init__(self, max_dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(max_dim))
@@ -121,8 +118,7 @@ class ElasticLayerNorm(nn.Module):
 
     def sliced(self, dim: int) -> tuple[Tensor, Tensor]:
         # no cast: autocast runs layer norms in fp32
-        g = self.in_place_grads
-        return lead(self.weight, (dim,), None, g), lead(self.bias, (dim,), None, g)
+        return lead(self.weight, (dim,)), lead(self.bias, (dim,))
 
     def forward(self, x: Tensor) -> Tensor:
         d = x.shape[-1]
@@ -150,20 +146,26 @@ class ElasticMlp(nn.Module):
         self.fc2 = ElasticLinear(max_hidden, max_dim)
 
 
+class BlockWeights(NamedTuple):
+    """A block's weights sliced to one subnet's sizes (matmul weights in the matmul dtype)."""
+
+    norm1_w: Tensor
+    norm1_b: Tensor
+    qkv_w: Tensor
+    qkv_b: Tensor | None
+    proj_w: Tensor
+    proj_b: Tensor | None
+    norm2_w: Tensor
+    norm2_b: Tensor
+    fc1_w: Tensor
+    fc1_b: Tensor | None
+    fc2_w: Tensor
+    fc2_b: Tensor | None
+
+
 def block_forward(
     x: Tensor,
-    norm1_w: Tensor,
-    norm1_b: Tensor,
-    qkv_w: Tensor,
-    qkv_b: Tensor,
-    proj_w: Tensor,
-    proj_b: Tensor,
-    norm2_w: Tensor,
-    norm2_b: Tensor,
-    fc1_w: Tensor,
-    fc1_b: Tensor,
-    fc2_w: Tensor,
-    fc2_b: Tensor,
+    w: BlockWeights,
     keep_attn: Tensor | None,
     keep_mlp: Tensor | None,
     head_dim: int,
@@ -174,15 +176,15 @@ def block_forward(
     ``1 / keep_prob``) or ``None``. Its shapes are all it depends on, so a compiled copy serves
     every layer of a block shape."""
     b, n, e = x.shape
-    heads = qkv_w.shape[0] // (3 * head_dim)
-    y = F.layer_norm(x, (e,), norm1_w, norm1_b, eps)
-    qkv = F.linear(y, qkv_w, qkv_b)
+    heads = w.qkv_w.shape[0] // (3 * head_dim)
+    y = F.layer_norm(x, (e,), w.norm1_w, w.norm1_b, eps)
+    qkv = F.linear(y, w.qkv_w, w.qkv_b)
     q, k, v = qkv.view(b, n, heads, 3, head_dim).permute(3, 0, 2, 1, 4).unbind(0)
     y = F.scaled_dot_product_attention(q, k, v)
-    y = F.linear(y.transpose(1, 2).reshape(b, n, heads * head_dim), proj_w, proj_b)
+    y = F.linear(y.transpose(1, 2).reshape(b, n, heads * head_dim), w.proj_w, w.proj_b)
     x = x + (y if keep_attn is None else y * keep_attn)
-    y = F.layer_norm(x, (e,), norm2_w, norm2_b, eps)
-    y = F.linear(F.gelu(F.linear(y, fc1_w, fc1_b)), fc2_w, fc2_b)
+    y = F.layer_norm(x, (e,), w.norm2_w, w.norm2_b, eps)
+    y = F.linear(F.gelu(F.linear(y, w.fc1_w, w.fc1_b)), w.fc2_w, w.fc2_b)
     return x + (y if keep_mlp is None else y * keep_mlp)
 
 
@@ -211,10 +213,10 @@ class ElasticBlock(nn.Module):
 
     def sliced(
         self, embed_dim: int, num_heads: int, mlp_hidden: int, dtype: torch.dtype | None
-    ) -> tuple[Tensor, ...]:
-        """The 12 weights of :func:`block_forward` at these sizes (matmul weights in ``dtype``)."""
+    ) -> BlockWeights:
+        """The weights of :func:`block_forward` at these sizes (matmul weights in ``dtype``)."""
         a = 3 * num_heads * self.attn.head_dim
-        return (
+        return BlockWeights(
             *self.norm1.sliced(embed_dim),
             *self.attn.qkv.sliced(a, embed_dim, dtype),
             *self.attn.proj.sliced(embed_dim, num_heads * self.attn.head_dim, dtype),
@@ -254,13 +256,11 @@ class ElasticBlock(nn.Module):
     ) -> Tensor:
         weights = self.sliced(x.shape[-1], num_heads, mlp_hidden, matmul_dtype(x.device.type))
         keep_attn, keep_mlp = self.drop_path_masks(x, always_masks)
-        return compute(x, *weights, keep_attn, keep_mlp, self.attn.head_dim, self.eps)
+        return compute(x, weights, keep_attn, keep_mlp, self.attn.head_dim, self.eps)
 
 
 class ElasticPatchEmbed(nn.Module):
     """Non-overlapping patch embedding (a strided conv) with elastic output width."""
-
-    in_place_grads = True
 
     def __init__(self, patch_size: int, in_chans: int, max_dim: int) -> None:
         super().__init__()
@@ -270,8 +270,7 @@ class ElasticPatchEmbed(nn.Module):
 
     def forward(self, x: Tensor, embed_dim: int) -> Tensor:
         dtype = matmul_dtype(x.device.type)
-        g = self.in_place_grads
-        w = lead(self.proj.weight, (embed_dim, *self.proj.weight.shape[1:]), dtype, g)
-        b = lead(self.proj.bias, (embed_dim,), dtype, g)
+        w = lead(self.proj.weight, (embed_dim, *self.proj.weight.shape[1:]), dtype)
+        b = lead(self.proj.bias, (embed_dim,), dtype)
         x = F.conv2d(x, w, b, stride=self.patch_size)
         return x.flatten(2).transpose(1, 2)  # [B, N, E]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import torch
 from timm.layers import trunc_normal_
@@ -12,7 +13,6 @@ from ovo.space import Arch, ArchError, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 from ovo.supernet.layers import (
-    BlockCompute,
     ElasticBlock,
     ElasticLayerNorm,
     ElasticLinear,
@@ -21,12 +21,17 @@ from ovo.supernet.layers import (
     lead,
 )
 
+if TYPE_CHECKING:
+    from ovo.supernet.compile import CompiledBlocks
+
 
 class SuperViT(nn.Module):
     """A ViT whose every subnet of ``space`` uses the leading slices of shared weights.
 
     ``forward(x, arch)`` runs the subnet ``arch``; the arch is an argument, never module state.
-    Parameter names follow timm's ``VisionTransformer`` so checkpoints read naturally.
+    Parameter names follow timm's ``VisionTransformer`` so checkpoints read naturally. Gradients
+    are autograd's unless a :class:`~ovo.supernet.grads.SliceGrads` is attached to the
+    parameters (training does), which writes them slice by slice in place.
     """
 
     def __init__(self, space: SearchSpace, cfg: ViTConfig | None = None) -> None:
@@ -56,28 +61,17 @@ class SuperViT(nn.Module):
         self.head = ElasticLinear(e_max, cfg.num_classes)
         trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
-        # how a block computes: eager, or compiled once per block shape (compile_blocks)
-        self.block_compute: BlockCompute = block_forward
-        self.compiled: Any = None
+        # blocks run eager, or compiled once per block shape after compile_blocks()
+        self.compiled: CompiledBlocks | None = None
 
-    in_place_grads = True  # the stem's tokens; see use_autograd_slices
-
-    def use_autograd_slices(self, enabled: bool = True) -> None:
-        """Let gradients flow through autograd's own slice backward instead of straight into
-        ``param.grad`` (see :mod:`ovo.supernet.grads`): what torch's ``DistributedDataParallel``
-        needs, since it learns that a gradient is ready from autograd's accumulation."""
-        for module in self.modules():
-            if hasattr(module, "in_place_grads"):
-                module.in_place_grads = not enabled
-
-    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> Any:
+    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> CompiledBlocks:
         """Run every block through ``torch.compile`` once per block shape (embed dim x heads x
-        MLP hidden) instead of once per arch; returns the :class:`~ovo.supernet.compile.
-        CompiledBlocks` (graph count, warm-up). Weights and checkpoints are unchanged."""
+        MLP hidden) instead of once per arch (as ``nn.Module.compile`` does for the whole
+        module); returns the :class:`~ovo.supernet.compile.CompiledBlocks` (graph count,
+        warm-up). Weights and checkpoints are unchanged."""
         from ovo.supernet.compile import CompiledBlocks
 
         self.compiled = CompiledBlocks(self.space, backend=backend, mode=mode)
-        self.block_compute = self.compiled
         return self.compiled
 
     @torch.jit.ignore
@@ -101,18 +95,19 @@ class SuperViT(nn.Module):
     def forward_features(self, x: Tensor, arch: Arch) -> Tensor:
         e = arch.embed_dim
         x = self.patch_embed(x, e)
-        g = self.in_place_grads
-        cls = lead(self.cls_token, (1, 1, e), None, g).expand(x.shape[0], -1, -1)
-        x = torch.cat((cls, x), dim=1) + lead(self.pos_embed, (1, x.shape[1] + 1, e), None, g)
+        cls = lead(self.cls_token, (1, 1, e)).expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + lead(self.pos_embed, (1, x.shape[1] + 1, e))
+        compiled = self.compiled
         # compiled blocks take drop-path masks in every layer (a layer's rate is data to them)
-        always_masks = self.compiled is not None and self.cfg.drop_path_rate > 0
-        for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
-            x = block(x, h, mlp_hidden(e, r), self.block_compute, always_masks)
+        always_masks = compiled is not None and self.cfg.drop_path_rate > 0
+        with nullcontext() if compiled is None else compiled.running():  # once per forward
+            for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
+                x = block(x, h, mlp_hidden(e, r), compiled or block_forward, always_masks)
         if self.cfg.global_pool == "token":
             x = self.norm(x)
         return x
 
-    def forward_head(self, x: Tensor, arch: Arch, pre_logits: bool = False) -> Tensor:
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         if self.cfg.global_pool == "avg":
             x = self.norm(x[:, 1:].mean(dim=1))  # timm's fc_norm after pooling
         else:
@@ -121,7 +116,7 @@ class SuperViT(nn.Module):
 
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         self.check_arch(arch)
-        return self.forward_head(self.forward_features(x, arch), arch)
+        return self.forward_head(self.forward_features(x, arch))
 
     # Convenience so callers need not reach into .cost
     def num_params(self, arch: Arch) -> int:
