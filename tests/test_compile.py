@@ -14,7 +14,7 @@ import torch._dynamo
 from ovo.distill import DistillConfig, kd_loss, label_loss, sample_step_archs
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
-from ovo.supernet.compile import block_shapes, compiled_graph_count
+from ovo.supernet.compile import compiled_graph_count
 
 from helpers import FAST, run_module
 
@@ -53,7 +53,7 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
     seen = spy_on(compiled)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     rng = random.Random(0)
-    shapes = len(block_shapes(SPACE))
+    shapes = len(SPACE.block_shapes())
     layers = 0
     net.train()
     for step in range(200):
@@ -68,7 +68,7 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
         opt.step()
     # every layer of every step went through the compiled function, and the graphs the
     # un-warmed steps compiled are exactly one per block shape
-    assert len(seen) == layers and set(seen) == set(block_shapes(SPACE)), set(seen)
+    assert len(seen) == layers and set(seen) == set(SPACE.block_shapes()), set(seen)
     assert compiled.graphs == shapes, compiled.graphs
     seen.clear()
     net.eval()
@@ -85,7 +85,7 @@ def test_warm_up_compiles_exactly_the_graphs_real_steps_use():
     torch.manual_seed(0)
     net = SuperViT(SPACE, CFG)
     compiled = net.compile_blocks(backend="aot_eager")
-    shapes = len(block_shapes(SPACE))
+    shapes = len(SPACE.block_shapes())
     compiled.warm_up(net, 4, train=True, progress=False)
     compiled.warm_up(net, 4, train=False, progress=False)
     assert compiled.graphs == 2 * shapes and compiled.warmup_seconds > 0

@@ -19,7 +19,6 @@ from ovo.search import Constraints, Search, SearchSettings, check_feasible
 from ovo.search.fitness import Halving, HalvingSettings, optimistic
 from ovo.search.state import upgrade_state_v1
 from ovo.space import Arch, SearchSpace, load_space, mlp_hidden
-from ovo.supernet.compile import block_shapes
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 
@@ -165,7 +164,7 @@ MICRO_CFG = ViTConfig(img_size=16, patch_size=8, num_classes=5)
 
 
 def toy_table(space=MICRO, device="cpu: test") -> LatencyTable:
-    blocks = {(e, h, m): 0.01 * e + 0.1 * h + 0.001 * m for e, h, m in block_shapes(space)}
+    blocks = {(e, h, m): 0.01 * e + 0.1 * h + 0.001 * m for e, h, m in space.block_shapes()}
     conditions = {
         "device": device,
         "device_type": "cpu",

@@ -28,7 +28,7 @@ from ovo.commands.base import (
     output_dir,
     print_outputs,
 )
-from ovo.data.splits import EVAL_SPLITS, check_eval_split  # noqa: F401 (rank.py imports it here)
+from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator
 from ovo.space import Arch

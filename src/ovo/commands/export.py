@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from ovo.archspec import parse_one_arch
 from ovo.atomic import atomic_write_text
 from ovo.commands.base import eval_fabric, hydra_command, open_checkpoint, print_outputs
+from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.export import formats as fmt
 from ovo.export.card import HUB_DATASETS, latency_facts, render, search_facts
@@ -29,7 +30,6 @@ from ovo.export.hub import check_hub_reachable, check_repo_id, data_config_of, p
 from ovo.export.timm_vit import export_subnet, load_exported, save_exported
 
 PARITY_TOL = 1e-5  # max |diff| relative to the logit scale (fp32)
-EVAL_SPLITS = ("val", "test", "search")
 
 
 def check_settings(cfg: DictConfig) -> tuple[list[str], str | None]:
@@ -39,8 +39,8 @@ def check_settings(cfg: DictConfig) -> tuple[list[str], str | None]:
     raw = cfg.get("format") or []
     formats = fmt.check_formats([raw] if isinstance(raw, str) else list(raw), bool(cfg.onnx))
     split = cfg.get("eval_split")
-    if split is not None and split not in EVAL_SPLITS:
-        raise ConfigError(f"eval_split={split}: use val, test or search (or null)")
+    if split is not None:
+        check_eval_split(split, "eval_split")
     for key in ("search_result", "latency_table"):
         if cfg.get(key) and not Path(cfg[key]).is_file():
             raise ConfigError(f"{key}={cfg[key]} does not exist")

@@ -37,8 +37,8 @@ from ovo.archspec import parse_arch_groups
 from ovo.atomic import atomic_write_json, atomic_write_text
 from ovo.checkpoint import LoadedSupernet, load_supernet
 from ovo.commands.base import hydra_command, hydra_value, open_checkpoint, output_dir
-from ovo.commands.evaluate import EVAL_SPLITS
 from ovo.commands.rank_report import publish
+from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.evaluation import EvalSettings, SubnetEvaluator, make_fabric
 from ovo.jobs import Job, Pool, check_identity, claim, python_module, started
@@ -63,8 +63,7 @@ class Training:
 def check_settings(cfg: DictConfig) -> None:
     if cfg.jobs < 1:
         raise ConfigError(f"jobs={cfg.jobs} must be at least 1")
-    if cfg.split not in EVAL_SPLITS:
-        raise ConfigError(f"split={cfg.split}: use val, test or search")
+    check_eval_split(cfg.split)
     if not cfg.standalone.seeds:
         raise ConfigError("standalone.seeds is empty: give at least one training seed")
     if cfg.finetune.epochs < 0 or cfg.finetune.lr_scale <= 0:

@@ -34,12 +34,6 @@ from ovo.space import SearchSpace
 from ovo.supernet.layers import BlockWeights, block_forward, matmul_dtype
 
 
-def block_shapes(space: SearchSpace) -> list[tuple[int, int, int]]:
-    """Every (embed dim, heads, MLP hidden) a block of ``space`` can run at (its owner is
-    :meth:`SearchSpace.block_shapes`; kept for callers of this name)."""
-    return space.block_shapes()
-
-
 def compiled_graph_count() -> int:
     """Graphs dynamo holds for :func:`block_forward` (every compiled copy in this process)."""
     try:
