@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from ovo.distill import DistillConfig, kd_loss, label_loss, sample_step_archs
+from ovo.distill import DistillConfig, label_loss, sample_step_archs, step_losses
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.compile import compiled_graph_count
@@ -46,9 +46,9 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-def test_200_training_steps_compile_one_graph_per_block_shape():
+def test_200_training_steps_compile_one_graph_per_block_shape(device):
     torch.manual_seed(0)
-    net = SuperViT(SPACE, CFG)
+    net = SuperViT(SPACE, CFG).to(device)
     compiled = net.compile_blocks(backend="aot_eager")  # dynamo's guards are the backend's
     seen = spy_on(compiled)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -58,10 +58,10 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
     net.train()
     for step in range(200):
         batch = 3 if step % 50 == 49 else 4  # a ragged last batch now and then
-        x, y = torch.randn(batch, 3, 16, 16), torch.randint(0, 5, (batch,))
+        x = torch.randn(batch, 3, 16, 16, device=device)
+        y = torch.randint(0, 5, (batch,), device=device)
         archs = sample_step_archs(SPACE, DistillConfig(), rng)
-        t = net(x, archs.teacher)
-        loss = label_loss(t, y) + kd_loss(net(x, archs.students[0]), t, DistillConfig())
+        loss, _ = step_losses(net, x, y, archs, DistillConfig())
         layers += archs.teacher.depth + archs.students[0].depth
         opt.zero_grad()
         loss.backward()
@@ -75,15 +75,15 @@ def test_200_training_steps_compile_one_graph_per_block_shape():
     with torch.inference_mode():
         for batch in (5, 1, 7):  # evaluation batch sizes, a batch of one included
             for arch in (SPACE.min_arch, SPACE.max_arch, SPACE.sample(rng)):
-                net(torch.randn(batch, 3, 16, 16), arch)
+                net(torch.randn(batch, 3, 16, 16, device=device), arch)
     # one evaluation graph per block shape evaluated, whatever the batch size
     assert compiled.graphs == shapes + len(set(seen)) <= 2 * shapes <= compiled.limit
     assert compiled_graph_count() == compiled.graphs
 
 
-def test_warm_up_compiles_exactly_the_graphs_real_steps_use():
+def test_warm_up_compiles_exactly_the_graphs_real_steps_use(device):
     torch.manual_seed(0)
-    net = SuperViT(SPACE, CFG)
+    net = SuperViT(SPACE, CFG).to(device)
     compiled = net.compile_blocks(backend="aot_eager")
     shapes = len(SPACE.block_shapes())
     compiled.warm_up(net, 4, train=True, progress=False)
@@ -96,13 +96,13 @@ def test_warm_up_compiles_exactly_the_graphs_real_steps_use():
     net.train()
     for _ in range(20):
         archs = sample_step_archs(SPACE, DistillConfig(), rng)
-        x = torch.randn(3, 3, 16, 16)
+        x = torch.randn(3, 3, 16, 16, device=device)
         (net(x, archs.teacher).sum() + net(x, archs.students[0]).sum()).backward()
         layers += archs.teacher.depth + archs.students[0].depth
     net.eval()
     with torch.inference_mode():
         for arch in (SPACE.min_arch, SPACE.max_arch, SPACE.sample(rng)):
-            net(torch.randn(2, 3, 16, 16), arch)
+            net(torch.randn(2, 3, 16, 16, device=device), arch)
             layers += arch.depth
     assert len(seen) == layers  # every layer ran through the warmed-up graphs
     assert compiled.graphs == 2 * shapes  # nothing compiled after the warm-up

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ovo.distill import DistillConfig, kd_loss, label_loss, sample_step_archs
+from ovo.distill import DistillConfig, StepArchs, label_loss, sample_step_archs, step_losses
 from ovo.distributed import average_gradients
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
@@ -18,14 +18,14 @@ SPACE = SearchSpace([16, 24], [1, 2, 3], [1, 2], [1.0, 2.0], head_dim=8, name="m
 CFG = ViTConfig(img_size=16, patch_size=8, num_classes=5, drop_path_rate=0.0)
 
 
-def make_net(seed: int = 0) -> SuperViT:
+def make_net(seed: int = 0, device: torch.device | str = "cpu") -> SuperViT:
     torch.manual_seed(seed)
-    return SuperViT(SPACE, CFG)
+    return SuperViT(SPACE, CFG).to(device)
 
 
 def ovo_loss(net: SuperViT, x, y, teacher: Arch, student: Arch) -> torch.Tensor:
-    t = net(x, teacher)
-    return label_loss(t, y) + kd_loss(net(x, student), t, DistillConfig())
+    """The training step's loss (``ovo.distill.step_losses``: teacher CE + student KD)."""
+    return step_losses(net, x, y, StepArchs(teacher, (student,)), DistillConfig())[0]
 
 
 def grads(net: SuperViT) -> dict[str, torch.Tensor | None]:
@@ -40,14 +40,14 @@ def assert_same_grads(a: dict, b: dict, atol: float = 0.0) -> None:
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=atol, msg=name)
 
 
-def test_slice_gradients_equal_autograd_step_after_step():
+def test_slice_gradients_equal_autograd_step_after_step(device):
     """Three OVO steps with different archs: in-place slice gradients (with the bounding-box
     re-zeroing of SliceGrads) equal autograd's slicing (a bare net), including which parameters
     have none."""
-    fast, ref = make_net(), make_net()
+    fast, ref = make_net(device=device), make_net(device=device)
     buffers = SliceGrads(fast.parameters())
     rng = random.Random(0)
-    x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 5, (6,))
+    x, y = torch.randn(6, 3, 16, 16, device=device), torch.randint(0, 5, (6,), device=device)
     shallow = Arch(24, (2,), (2.0,))  # leaves block 1 unused: its weights get no gradient
     for step in range(3):
         archs = sample_step_archs(SPACE, DistillConfig(), rng)
@@ -64,27 +64,27 @@ def test_slice_gradients_equal_autograd_step_after_step():
             assert fast.blocks[1].attn.qkv.weight.grad is None
 
 
-def test_accumulation_and_autocast_equal_autograd():
+def test_accumulation_and_autocast_equal_autograd(device):
     """Two micro-batches accumulated under bf16 autocast (the cast fused into the slice): the
     in-place gradients equal autograd's slicing of the same casts."""
-    fast, ref = make_net(), make_net()
+    fast, ref = make_net(device=device), make_net(device=device)
     SliceGrads(fast.parameters())
     rng = random.Random(3)
     for _ in range(2):
         archs = sample_step_archs(SPACE, DistillConfig(), rng)
-        x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 5, (4,))
+        x, y = torch.randn(4, 3, 16, 16, device=device), torch.randint(0, 5, (4,), device=device)
         for net in (fast, ref):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 loss = ovo_loss(net, x, y, archs.teacher, archs.students[0])
             loss.backward()
     assert_same_grads(grads(fast), grads(ref), atol=1e-5)
     assert fast.blocks[0].attn.qkv.weight.grad.dtype == torch.float32
 
 
-def test_zero_clears_every_written_region():
-    net = make_net()
+def test_zero_clears_every_written_region(device):
+    net = make_net(device=device)
     buffers = SliceGrads(net.parameters())
-    x, y = torch.randn(2, 3, 16, 16), torch.randint(0, 5, (2,))
+    x, y = torch.randn(2, 3, 16, 16, device=device), torch.randint(0, 5, (2,), device=device)
     label_loss(net(x, SPACE.max_arch), y).backward()
     buffers.zero_()
     assert all(p.grad is None for p in net.parameters())
