@@ -201,6 +201,41 @@ def test_search_refuses_a_table_of_another_runtime(
     assert written(run_dir) == []
 
 
+def test_a_search_under_an_onnxruntime_table_measures_its_best_arch_there(
+    tmp_path, capsys, monkeypatch
+):
+    from ovo.export import formats
+    from ovo.latency import device_name
+
+    data = table_dict("onnxruntime")  # made-up numbers, "measured" on this machine
+    data["conditions"] |= {"device": device_name(torch.device("cpu"))}
+    data["conditions"] |= {"threads": torch.get_num_threads()}
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(data))
+    exported: list[str] = []
+    write_onnx = formats.write_onnx
+    monkeypatch.setattr(
+        formats,
+        "write_onnx",
+        lambda p, x, path: (exported.append(path.stem), write_onnx(p, x, path)),
+    )
+    args = [
+        f"ckpt_path={CKPT}",
+        f"hydra.run.dir={tmp_path / 'search'}",
+        "wandb.enabled=false",
+        "constraints.latency_ms_max=50",
+        f"constraints.latency_table={table}",
+        "constraints.latency_runtime=onnxruntime",
+        *["population=4", "generations=1", "parents=2", "mutations=1", "crossovers=1"],
+    ]
+    assert run_module("ovo.search", args) == 0
+    results = json.loads((tmp_path / "search" / "results.json").read_text())
+    assert results["constraints"]["latency_runtime"] == "onnxruntime"
+    assert results["latency_table"]["runtime"] == "onnxruntime"
+    assert results["best"]["latency_ms_measured"] > 0 and exported == ["model-0"]
+    assert "ms measured here" in capsys.readouterr().out
+
+
 # ---- runtimes that cannot time here --------------------------------------------------------
 @pytest.mark.parametrize(
     "extra,needle",
