@@ -282,8 +282,8 @@ def measure_table(
     with its own weights, and divided by that depth: one block called alone keeps its weights
     in cache, which a whole subnet (megabytes per block) does not, so a block timed alone made
     the tables predict whole subnets 12% fast on a 2-core CPU at batch 1."""
+    from ovo.latency.runtime import Head, Stem, timer_for  # noqa: I001  (apart from B's hunk)
     from ovo.export.timm_vit import build_timm_vit
-    from ovo.latency.runtime import Head, Stem, timer_for
     from ovo.supernet.compile import block_shapes
 
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
