@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ovo.errors import ConfigError
+from ovo.latency.runtime import Head, Stem, runtime_problem, timer_for
 from ovo.space import Arch, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
@@ -282,7 +283,6 @@ def measure_table(
     with its own weights, and divided by that depth: one block called alone keeps its weights
     in cache, which a whole subnet (megabytes per block) does not, so a block timed alone made
     the tables predict whole subnets 12% fast on a 2-core CPU at batch 1."""
-    from ovo.latency.runtime import Head, Stem, timer_for  # noqa: I001  (apart from B's hunk)
     from ovo.export.timm_vit import build_timm_vit
     from ovo.supernet.compile import block_shapes
 
@@ -347,8 +347,6 @@ def measure_models_ms(
     ONNX for onnxruntime, kept in ``export_dir`` as ``model-<i>.onnx`` when given):
     ``cond.rounds`` rounds round-robin over the models (each built by its callable when its
     turn comes, so one is held at a time), the median round of each."""
-    from ovo.latency.runtime import timer_for
-
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
     timer = timer_for(cond, export_dir)
     times: list[list[float]] = [[] for _ in models]
@@ -376,8 +374,6 @@ def conditions_of(table: LatencyTable, repeats: int = 20, warmup: int = 5) -> Co
 def same_machine(table: LatencyTable) -> bool:
     """Whether this process runs on the device (and thread count) the table was measured on,
     with its runtime at hand."""
-    from ovo.latency.runtime import runtime_problem
-
     c = table.conditions
     device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
