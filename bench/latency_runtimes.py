@@ -9,7 +9,9 @@ second pass against the first (the spread no table can beat). ONNX files are exp
 and shared by both batch sizes (the batch dimension is dynamic).
 
 Needs a quiet machine: every other process's load lands in the numbers. The issue's protocol
-(tiny space, 32px, patch 4 as ovo_ti_cifar100, batch 1 and 64, 20 subnets)::
+(tiny space, 32px, patch 4 as ovo_ti_cifar100, batch 1 and 64, 20 subnets; 20 timed calls per
+part at batch 1, 5 at batch 64, where one call of a big subnet takes ~0.5 s on 2 cores) takes
+about half an hour on a 2-core CPU (estimated; a third of it ONNX exports)::
 
     python bench/latency_runtimes.py                     # tables, error and spread per runtime
     python bench/latency_runtimes.py --quick             # a toy run (seconds): the script works
@@ -51,8 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
     p.add_argument("--subnets", type=int, default=20, help="random exported subnets timed whole")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    p.add_argument("--repeats", type=int, default=20, help="timed calls per part (median)")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument(
+        "--repeats",
+        nargs="+",
+        type=int,
+        default=[20, 5],
+        help="timed calls per part (median): one value, or one per batch size",
+    )
+    p.add_argument("--warmup", nargs="+", type=int, default=[5, 2], help="as --repeats")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (median round)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("outputs/latency_runtimes"))
@@ -60,8 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.img_size, args.patch_size, args.num_classes = 16, 8, 5
-        args.subnets, args.repeats, args.warmup, args.rounds = 3, 3, 1, 2
+        args.subnets, args.repeats, args.warmup, args.rounds = 3, [3], [1], 2
         args.batches = [1, 4]
+    for key in ("repeats", "warmup"):
+        values = getattr(args, key)
+        if len(values) == 1:
+            values = values * len(args.batches)
+        if len(values) != len(args.batches):
+            p.error(f"--{key}: give one value or one per batch size ({len(args.batches)})")
+        setattr(args, key, dict(zip(args.batches, values)))
     return args
 
 
@@ -101,8 +116,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 device,
                 torch.float32,
                 batch,
-                args.repeats,
-                args.warmup,
+                args.repeats[batch],
+                args.warmup[batch],
                 args.rounds,
                 runtime,
                 provider,
@@ -136,6 +151,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append(row)
             print(f"{runtime} batch {batch}: {line(row)}", flush=True)
     report = {
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
         "space": space.name,
         "model": {"img_size": args.img_size, "patch_size": args.patch_size},
         "threads": args.threads or torch.get_num_threads(),

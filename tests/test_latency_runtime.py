@@ -132,6 +132,7 @@ def test_an_onnxruntime_table_is_keyed_by_runtime_and_predicts(tmp_path, capsys,
     assert set(verify) >= {"mean_abs_error", "median_abs_error", "max_abs_error", "within_10pct"}
     assert verify["within_10pct"] in (0, 1) and verify["subnets"][0]["measured_ms"] > 0
     assert "exported, in onnxruntime" in printed and "within 10%" in printed
+    assert f"predicted: {table.predict(Arch(16, (1,), (2.0,))):.3g} ms (fastest arch)" in printed
     assert conditions_of(table).runtime == "onnxruntime"
     assert conditions_of(table).provider == "CPUExecutionProvider"
 

@@ -94,7 +94,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     path = out / "latency_table.json"
     report: dict[str, Any] = {"table": str(path), "conditions": table.conditions}
     lines = [
-        f"{len(table.block_ms)} block shapes, {len(table.stem_ms)} embed dims: {table.describe()}"
+        f"{len(table.block_ms)} block shapes, {len(table.stem_ms)} embed dims: {table.describe()}",
+        # the span a budget (constraints.latency_ms_max) can be chosen in
+        f"predicted: {table.fastest(space):.3g} ms (fastest arch) to "
+        f"{table.predict(space.max_arch):.3g} ms (max arch)",
     ]
     if cfg.verify:
         torch.manual_seed(cfg.seed)
