@@ -15,6 +15,7 @@ from itertools import product
 from typing import Any
 
 from ovo.errors import ConfigError, InfeasibleBudgetError
+from ovo.latency.runtime import RUNTIMES
 from ovo.settings import settings_dict, settings_from
 from ovo.space import Arch, SearchSpace
 from ovo.supernet.costs import CostModel
@@ -65,14 +66,11 @@ class Constraints:
                 "latency_ms_max is not: give the budget (constraints.latency_ms_max=MS) or drop "
                 "the table"
             )
-        if self.latency_runtime is not None:
-            from ovo.latency.runtime import RUNTIMES
-
-            if self.latency_runtime not in RUNTIMES:
-                raise ConfigError(
-                    f"constraints.latency_runtime={self.latency_runtime}: latency tables are "
-                    f"timed in one of {', '.join(RUNTIMES)} (null: any)"
-                )
+        if self.latency_runtime is not None and self.latency_runtime not in RUNTIMES:
+            raise ConfigError(
+                f"constraints.latency_runtime={self.latency_runtime}: latency tables are timed "
+                f"in one of {', '.join(RUNTIMES)} (null: any)"
+            )
         if self.latency_ms_max is not None:
             if self.latency_ms_max <= 0:
                 raise ConfigError(
