@@ -265,7 +265,7 @@ def test_without_onnxruntime_the_runtime_is_one_line(tmp_path, capsys, monkeypat
 
 
 # ---- the validation benchmark ---------------------------------------------------------------
-@pytest.mark.slow  # about 40 s on 2 cores: seven small ONNX exports and four tables
+@pytest.mark.slow  # 10 to 40 s on 2 shared cores: seven small ONNX exports, four tables
 def test_the_runtime_latency_benchmark_runs(tmp_path, capsys):
     import importlib.util
     import sys
