@@ -266,10 +266,19 @@ def test_without_onnxruntime_the_runtime_is_one_line(tmp_path, capsys, monkeypat
 
 # ---- the validation benchmark ---------------------------------------------------------------
 @pytest.mark.slow  # 10 to 40 s on 2 shared cores: seven small ONNX exports, four tables
-def test_the_runtime_latency_benchmark_runs(tmp_path, capsys):
+def test_the_runtime_latency_benchmark_runs(tmp_path, capsys, monkeypatch):
     import importlib.util
     import sys
 
+    from ovo.export import formats
+
+    exported: list[str] = []
+    write_onnx = formats.write_onnx
+    monkeypatch.setattr(
+        formats,
+        "write_onnx",
+        lambda p, x, path: (exported.append(path.stem), write_onnx(p, x, path)),
+    )
     spec = importlib.util.spec_from_file_location(
         "latency_runtimes", REPO / "bench" / "latency_runtimes.py"
     )
@@ -283,6 +292,7 @@ def test_the_runtime_latency_benchmark_runs(tmp_path, capsys):
         assert row["conditions"]["runtime"] == runtime and row["conditions"]["batch"] == batch
         assert len(row["subnets"]) == 3 and row["error"]["max_abs_error"] >= 0
         assert all(m > 0 for s in row["subnets"] for m in s["measured_ms"])
-    # exported once, shared by both batch sizes
-    assert len(list(tmp_path.glob("onnx/*/*.onnx"))) == 2 + 1 + 1 + 3
+    # each part and subnet exported once, shared by both batch sizes and both timings
+    assert sorted(exported) == sorted(p.stem for p in tmp_path.glob("onnx/*/*.onnx"))
+    assert len(exported) == 2 + 1 + 1 + 3
     assert "| onnxruntime (CPUExecutionProvider) | 4 |" in capsys.readouterr().out
