@@ -53,7 +53,10 @@ def runtime_problem(runtime: str, provider: str | None, device: torch.device) ->
     except ConfigError as err:
         return str(err)
     except ImportError as err:
-        return f"runtime=onnxruntime exports through torch.onnx, which needs {err.name}: uv sync --extra onnx"
+        return (
+            f"runtime=onnxruntime exports through torch.onnx, which needs the {err.name} "
+            "package: uv sync --extra onnx"
+        )
     available = ort.get_available_providers()
     if provider not in available:
         return (
