@@ -1,9 +1,11 @@
 """``python -m ovo.latency space=tiny``: a latency lookup table of the space's building blocks
 on this device (see :mod:`ovo.latency`).
 
-Writes ``latency_table.json`` (keyed by device, threads, dtype, batch, tokens, torch version,
-space and model settings) and, with ``verify`` > 0, measures that many random exported subnets
-whole and prints the table's prediction error against them.
+Writes ``latency_table.json`` (keyed by runtime and provider, device, threads, dtype, batch,
+tokens, torch version, space and model settings) and, with ``verify`` > 0, measures that many
+random exported subnets whole in the same runtime and prints the table's prediction error
+against them. ``runtime=onnxruntime`` times every part exported to ONNX in ONNX Runtime
+(:mod:`ovo.latency.runtime`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ovo.commands.base import hydra_command, output_dir, print_outputs
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
 from ovo.latency import DTYPES, Conditions, measure_models_ms, measure_table
+from ovo.latency.runtime import resolve_runtime
 from ovo.settings import plain
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
@@ -48,6 +51,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.warmup < 0 or cfg.verify < 0:
         raise ConfigError("warmup and verify must be >= 0")
     device = target_device(str(cfg.device))
+    runtime, provider = resolve_runtime(
+        cfg.get("runtime") or "torch", cfg.get("provider"), device, DTYPES[cfg.dtype]
+    )
     if cfg.threads is not None:
         if cfg.threads < 1:
             raise ConfigError(f"threads={cfg.threads} must be at least 1")
@@ -68,22 +74,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         int(cfg.repeats),
         int(cfg.warmup),
         int(cfg.rounds),
+        runtime,
+        provider,
+        None if cfg.threads is None else int(cfg.threads),
     )
 
     from rich.progress import track
+
+    what = "torch eager" if runtime == "torch" else f"exported, in {runtime}"
 
     table = measure_table(
         space,
         vit,
         space.head_dim,
         cond,
-        progress=lambda it: track(it, description="timing block shapes", transient=True),
+        progress=lambda it: track(it, description=f"timing block shapes ({what})", transient=True),
     )
     out = output_dir()
     path = out / "latency_table.json"
     report: dict[str, Any] = {"table": str(path), "conditions": table.conditions}
     lines = [
-        f"{len(table.block_ms)} block shapes, {len(table.stem_ms)} embed dims: {table.describe()}"
+        f"{len(table.block_ms)} block shapes, {len(table.stem_ms)} embed dims: {table.describe()}",
+        # the span a budget (constraints.latency_ms_max) can be chosen in
+        f"predicted: {table.fastest(space):.3g} ms (fastest arch) to "
+        f"{table.predict(space.max_arch):.3g} ms (max arch)",
     ]
     if cfg.verify:
         torch.manual_seed(cfg.seed)
@@ -102,19 +116,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     "error": predicted / measured - 1,
                 }
             )
-        errors = [abs(r["error"]) for r in rows]
-        report["verify"] = {
-            "subnets": rows,
-            "mean_abs_error": statistics.fmean(errors),
-            "max_abs_error": max(errors),
-        }
+        report["verify"] = {"subnets": rows, **error_summary([r["error"] for r in rows])}
+        v = report["verify"]
         lines.append(
-            f"prediction error on {len(rows)} random exported subnets: mean "
-            f"{100 * statistics.fmean(errors):.1f}%, max {100 * max(errors):.1f}%"
+            f"prediction error on {len(rows)} random exported subnets ({what}): mean "
+            f"{100 * v['mean_abs_error']:.1f}%, median {100 * v['median_abs_error']:.1f}%, max "
+            f"{100 * v['max_abs_error']:.1f}%; {v['within_10pct']} of {len(rows)} within 10%"
         )
     atomic_write_json(path, table.to_dict() | {"verify": report.get("verify")})
     print_outputs("ovo latency table written", {"table": path}, lines)
     return report
+
+
+def error_summary(errors: list[float]) -> dict[str, Any]:
+    """Mean, median and max absolute relative error, and how many are within 10%."""
+    absolute = [abs(e) for e in errors]
+    return {
+        "mean_abs_error": statistics.fmean(absolute),
+        "median_abs_error": statistics.median(absolute),
+        "max_abs_error": max(absolute),
+        "within_10pct": sum(a <= 0.10 for a in absolute),
+    }
 
 
 main = hydra_command("latency", run)

@@ -8,6 +8,10 @@ dtype, batch size and token count. A subnet's predicted latency is the sum over 
 once-for-all's latency tables): microseconds to evaluate, so a search can keep a latency budget
 on every candidate it draws.
 
+Parts are timed in PyTorch eager or, exported to ONNX, in ONNX Runtime (the table's
+``runtime`` and ``provider``: :mod:`ovo.latency.runtime`); a table without them (written before
+runtimes) is a torch eager one.
+
 ``python -m ovo.latency`` builds a table; ``constraints.latency_ms_max`` with
 ``constraints.latency_table=PATH`` makes the search keep under it.
 """
@@ -28,6 +32,7 @@ from typing import Any
 import torch
 
 from ovo.errors import ConfigError
+from ovo.latency.runtime import Head, Stem, runtime_problem, timer_for
 from ovo.space import Arch, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
@@ -63,11 +68,22 @@ def _ratio(space: SearchSpace, embed_dim: int, hidden: int) -> float:
 class LatencyTable:
     """Measured milliseconds per building block (see the module docstring)."""
 
-    conditions: dict[str, Any]  # device, threads, dtype, batch, tokens, torch, space, model
+    conditions: dict[str, Any]  # runtime, provider, device, threads, dtype, batch, tokens, ...
     stem_ms: dict[int, float]
     block_ms: dict[tuple[int, int, int], float]
     head_ms: dict[int, float]
     path: str = field(default="", compare=False)
+
+    @property
+    def runtime(self) -> str:
+        """What the parts were timed in: ``torch`` (eager; tables without the key) or
+        ``onnxruntime``."""
+        return str(self.conditions.get("runtime") or "torch")
+
+    @property
+    def provider(self) -> str | None:
+        """ONNX Runtime's execution provider (``None`` for torch)."""
+        return self.conditions.get("provider")
 
     # ---- prediction ---------------------------------------------------------------------
     def predict(self, arch: Arch) -> float:
@@ -111,18 +127,31 @@ class LatencyTable:
 
     def describe(self) -> str:
         c = self.conditions
+        where = "" if self.runtime == "torch" else f"{self.runtime} ({self.provider}), "
         return (
-            f"{c['device']}, {c['threads']} threads, {c['dtype']}, batch {c['batch']}, "
+            f"{where}{c['device']}, {c['threads']} threads, {c['dtype']}, batch {c['batch']}, "
             f"{c['tokens']} tokens"
         )
 
     # ---- checks ---------------------------------------------------------------------------
     def check_matches(
-        self, space: SearchSpace, cfg: ViTConfig, head_dim: int, device: str | None = None
+        self,
+        space: SearchSpace,
+        cfg: ViTConfig,
+        head_dim: int,
+        device: str | None = None,
+        runtime: str | None = None,
     ) -> None:
-        """Refuse (one :class:`ConfigError`) a table measured for another space or model, or on
-        another device than ``device`` (a substring of its device name, e.g. ``cpu``, ``H100``)."""
+        """Refuse (one :class:`ConfigError`) a table measured for another space or model, on
+        another device than ``device`` (a substring of its device name, e.g. ``cpu``, ``H100``),
+        or in another runtime than ``runtime``."""
         c, where = self.conditions, self.path or "the latency table"
+        if runtime and runtime != self.runtime:
+            raise ConfigError(
+                f"{where} was timed in {self.runtime}, not in {runtime} "
+                f"(constraints.latency_runtime); build one: python -m ovo.latency "
+                f"runtime={runtime} (with the space, model and device of this one)"
+            )
         mine = {k: v for k, v in space.to_dict().items() if k != "name"}
         theirs = {k: v for k, v in c["space"].items() if k != "name"}
         if mine != theirs:
@@ -213,6 +242,9 @@ class Conditions:
     # median round kept: a shared machine's speed drifts over seconds (up to ~20% on a 2-core
     # VM), which a block timed in one go would carry into the table as that block's error
     rounds: int = 3
+    runtime: str = "torch"  # or onnxruntime (ovo.latency.runtime)
+    provider: str | None = None  # onnxruntime's execution provider
+    threads: int | None = None  # onnxruntime's intra-op threads (None: torch's thread count)
 
     def context(self) -> Any:
         enabled = self.dtype != torch.float32
@@ -243,9 +275,11 @@ def measure_table(
     head_dim: int,
     cond: Conditions,
     progress: Callable[[Any], Any] = lambda it: it,
+    export_dir: Path | None = None,
 ) -> LatencyTable:
     """Time the stem and head at every embed dim and a block at every block shape of ``space``,
-    as timm modules (what export produces), under ``cond``.
+    as timm modules (what export produces), under ``cond`` (in its runtime; ONNX files of the
+    parts kept in ``export_dir`` when given, and reused from it: a folder per space and model).
 
     A block shape is timed as a chain of ``space``'s deepest depth of blocks of that shape, each
     with its own weights, and divided by that depth: one block called alone keeps its weights
@@ -256,6 +290,7 @@ def measure_table(
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
     shapes = space.block_shapes()
     chain = max(space.depth)
+    timer = timer_for(cond, export_dir)
     rounds: dict[tuple[str, Any], list[float]] = {}
     for _ in range(cond.rounds):
         for e, h, hidden in progress(shapes):
@@ -263,21 +298,23 @@ def measure_table(
             vit = build_timm_vit(Arch.uniform(e, chain, h, _ratio(space, e, hidden)), cfg, head_dim)
             vit = vit.to(cond.device).eval()
             tokens = torch.randn(cond.batch, cfg.num_tokens, e, device=cond.device)
-            ms = time_ms(lambda v=vit, t=tokens: v.blocks(t), cond) / chain
+            ms = timer.time(f"block-{e}-{h}-{hidden}", lambda v=vit: v.blocks, tokens) / chain
             rounds.setdefault(("block", (e, h, hidden)), []).append(ms)
             if (e, h, hidden) == min(s for s in shapes if s[0] == e):  # once per embed dim
-                ms = time_ms(lambda v=vit: v._pos_embed(v.patch_embed(x)), cond)
+                ms = timer.time(f"stem-{e}", lambda v=vit: Stem(v), x)
                 rounds.setdefault(("stem", e), []).append(ms)
-                ms = time_ms(lambda v=vit, t=tokens: v.forward_head(v.norm(t)), cond)
+                ms = timer.time(f"head-{e}", lambda v=vit: Head(v), tokens)
                 rounds.setdefault(("head", e), []).append(ms)
             del vit
+    timer.close()
     stem_ms, head_ms, block_ms = {}, {}, {}
     for (part, key), times in rounds.items():
         {"stem": stem_ms, "head": head_ms, "block": block_ms}[part][key] = statistics.median(times)
     conditions = {
+        **timer.conditions(),
         "device": device_name(cond.device),
         "device_type": cond.device.type,
-        "threads": torch.get_num_threads(),
+        "threads": cond.threads or torch.get_num_threads(),
         "dtype": str(cond.dtype).removeprefix("torch."),
         "batch": cond.batch,
         "tokens": cfg.num_tokens,
@@ -299,18 +336,23 @@ def measure_model_ms(model: torch.nn.Module, cfg: ViTConfig, cond: Conditions) -
 
 
 def measure_models_ms(
-    models: Sequence[Callable[[], torch.nn.Module]], cfg: ViTConfig, cond: Conditions
+    models: Sequence[Callable[[], torch.nn.Module]],
+    cfg: ViTConfig,
+    cond: Conditions,
+    export_dir: Path | None = None,
 ) -> list[float]:
-    """Milliseconds of each model's forward under ``cond``: ``cond.rounds`` rounds round-robin
-    over the models (each built by its callable when its turn comes, so one is held at a
-    time), the median round of each."""
+    """Milliseconds of each model's forward under ``cond`` (in its runtime: exported whole to
+    ONNX for onnxruntime, kept in ``export_dir`` as ``model-<i>.onnx`` when given):
+    ``cond.rounds`` rounds round-robin over the models (each built by its callable when its
+    turn comes, so one is held at a time), the median round of each."""
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
+    timer = timer_for(cond, export_dir)
     times: list[list[float]] = [[] for _ in models]
     for _ in range(cond.rounds):
         for i, build in enumerate(models):
-            model = build().to(cond.device).eval()
-            times[i].append(time_ms(lambda m=model: m(x), cond))
-            del model
+            model = lambda b=build: b().to(cond.device).eval()  # noqa: E731
+            times[i].append(timer.time(f"model-{i}", model, x))
+    timer.close()
     return [statistics.median(t) for t in times]
 
 
@@ -319,15 +361,23 @@ def conditions_of(table: LatencyTable, repeats: int = 20, warmup: int = 5) -> Co
     c = table.conditions
     device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
     rounds = int(c.get("rounds", 1))  # tables before rounds timed each thing once
-    return Conditions(device, DTYPES[c["dtype"]], int(c["batch"]), repeats, warmup, rounds)
+    runtime, provider = c.get("runtime") or "torch", c.get("provider")
+    threads = int(c["threads"]) if runtime != "torch" else None  # torch's: the process's
+    dtype = DTYPES[c["dtype"]]
+    return Conditions(
+        device, dtype, int(c["batch"]), repeats, warmup, rounds, runtime, provider, threads
+    )
 
 
 def same_machine(table: LatencyTable) -> bool:
-    """Whether this process runs on the device (and thread count) the table was measured on."""
+    """Whether this process runs on the device (and thread count) the table was measured on,
+    with its runtime at hand."""
     c = table.conditions
     device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         return False
+    if runtime_problem(table.runtime, table.provider, device):
+        return False
     return device_name(device) == c["device"] and (
-        device.type == "cuda" or torch.get_num_threads() == c["threads"]
+        device.type == "cuda" or table.runtime != "torch" or torch.get_num_threads() == c["threads"]
     )

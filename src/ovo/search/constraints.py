@@ -15,6 +15,7 @@ from itertools import product
 from typing import Any
 
 from ovo.errors import ConfigError, InfeasibleBudgetError
+from ovo.latency.runtime import RUNTIMES
 from ovo.settings import settings_dict, settings_from
 from ovo.space import Arch, SearchSpace
 from ovo.supernet.costs import CostModel
@@ -41,7 +42,8 @@ class Constraints:
     a lookup table (:mod:`ovo.latency`); ``None`` leaves a side unbounded.
 
     ``latency_device``, when set, is the device the table must have been measured on (a part
-    of its device name: ``cpu``, ``H100``...).
+    of its device name: ``cpu``, ``H100``...); ``latency_runtime`` the runtime it must have been
+    timed in (``torch``: eager, also any table without a runtime; ``onnxruntime``).
     """
 
     params_min: int | float | str | None = None
@@ -51,14 +53,23 @@ class Constraints:
     latency_ms_max: float | None = None
     latency_table: str | None = None
     latency_device: str | None = None
+    latency_runtime: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("params_min", "params_max", "flops_min", "flops_max"):
             object.__setattr__(self, key, parse_count(getattr(self, key), key))
-        if self.latency_ms_max is None and (self.latency_table or self.latency_device):
+        if self.latency_ms_max is None and (
+            self.latency_table or self.latency_device or self.latency_runtime
+        ):
             raise ConfigError(
-                "constraints.latency_table/latency_device are set but latency_ms_max is not: "
-                "give the budget (constraints.latency_ms_max=MS) or drop the table"
+                "constraints.latency_table/latency_device/latency_runtime are set but "
+                "latency_ms_max is not: give the budget (constraints.latency_ms_max=MS) or drop "
+                "the table"
+            )
+        if self.latency_runtime is not None and self.latency_runtime not in RUNTIMES:
+            raise ConfigError(
+                f"constraints.latency_runtime={self.latency_runtime}: latency tables are timed "
+                f"in one of {', '.join(RUNTIMES)} (null: any)"
             )
         if self.latency_ms_max is not None:
             if self.latency_ms_max <= 0:
@@ -87,7 +98,10 @@ class Constraints:
         return settings_from(cls, data, "constraints", aliases=aliases)
 
     def to_dict(self) -> dict[str, Number | None]:
-        return settings_dict(self)
+        data = settings_dict(self)
+        if data["latency_runtime"] is None:  # absent as before it existed: states still resume
+            del data["latency_runtime"]
+        return data
 
     @property
     def table(self) -> Any:
@@ -110,14 +124,18 @@ class Constraints:
             _format_bound("FLOPs", self.flops_min, self.flops_max),
         ]
         if self.latency_ms_max is not None:
-            parts.append(f"predicted latency <= {self.latency_ms_max:g} ms")
+            runtime = self.table.runtime
+            where = "" if runtime == "torch" else f" in {runtime}"
+            parts.append(f"predicted latency{where} <= {self.latency_ms_max:g} ms")
         text = " and ".join(p for p in parts if p)
         return text or "no constraint"
 
     def check_table(self, space: SearchSpace, cost: CostModel) -> None:
-        """Refuse a latency table measured for another space, model or device."""
+        """Refuse a latency table measured for another space, model, device or runtime."""
         if self.table is not None:
-            self.table.check_matches(space, cost.cfg, cost.head_dim, self.latency_device)
+            self.table.check_matches(
+                space, cost.cfg, cost.head_dim, self.latency_device, self.latency_runtime
+            )
 
     def admits(self, params: Number, flops: Number) -> bool:
         """Whether costs ``params`` and ``flops`` lie within the bounds."""
