@@ -36,6 +36,8 @@ def _assert_demo_outputs(out: Path) -> None:
         "model/model.safetensors",
         "model/config.json",
         "model/model.onnx",
+        "model/model.pt2",
+        "model/README.md",
     ):
         assert (out / rel).is_file(), rel
     rows = json.loads((out / "evaluate/evaluation.json").read_text())["rows"]

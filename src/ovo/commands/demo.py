@@ -9,7 +9,7 @@ under ``--out`` that the notebooks read::
     <out>/train/checkpoints/last.ckpt     python -m ovo.train experiment=quickstart
     <out>/search/demo/results.json        python -m ovo.search (+ best_arch.yaml, pareto.png)
     <out>/evaluate/evaluation.csv         python -m ovo.evaluate (min, max, best arch)
-    <out>/model/                          python -m ovo.export (safetensors, config, ONNX)
+    <out>/model/                          python -m ovo.export (timm folder, card, pt2, ONNX)
 
 Measured with the defaults (30 epochs; search: 20 archs x 5 generations) on 2 CPU cores shared
 with other jobs, one torch thread (``OMP_NUM_THREADS=1``): 3.8 min in all (train 194 s, search
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m ovo.demo",
         description="Train the quickstart supernet, search it under a params budget, evaluate "
-        "the best subnet with inherited weights and export it as a timm model (+ ONNX).",
+        "the best subnet with inherited weights and export it (timm folder + card, pt2, ONNX).",
     )
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="default: %(default)s")
     p.add_argument("--epochs", type=int, help="training epochs (default: the quickstart's, 30)")
@@ -185,14 +185,16 @@ def run_demo(args: argparse.Namespace) -> dict[str, float]:
     ]
     run_stage("evaluate", "ovo.evaluate", evaluate, times)
 
-    # ONNX needs the `onnx` package (dev group / the onnx extra); without it export the rest
-    onnx = importlib.util.find_spec("onnx") is not None
+    # timm's Hub folder + model card (numbers from the search's results.json), torch.export, and
+    # ONNX through the dynamo exporter when onnx/onnxscript are installed (dev group / onnx extra)
+    onnx = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
     export = [
         f"ckpt_path={ckpt}",
         f"arch={hydra_value(paths.best_arch)}",
         f"out_dir={hydra_value(paths.model)}",
         f"hydra.run.dir={hydra_value(paths.export)}",
-        f"onnx={str(onnx).lower()}",
+        f"search_result={hydra_value(paths.search / 'results.json')}",
+        "format=[safetensors,pt2" + (",onnx]" if onnx else "]"),
     ]
     run_stage("export", "ovo.export", export, times)
     times["total"] = time.perf_counter() - start  # stages + loading the checkpoint for the budget
@@ -219,6 +221,7 @@ def print_summary(paths: Layout, times: dict[str, float]) -> None:
         "Pareto plot": paths.search / "pareto.png",
         "evaluation table": paths.evaluate / "evaluation.csv",
         "exported model": paths.model,
+        "model card": paths.model / "README.md",
         "notebooks": "notebooks/01_subnet_grid.ipynb, notebooks/02_search_results.ipynb"
         + ("" if paths.out == Path("outputs/demo") else f" (OVO_DEMO_DIR={paths.out})"),
     }
