@@ -15,7 +15,6 @@ from ovo.errors import ConfigError
 from ovo.latency import LatencyTable, conditions_of, load_table
 from ovo.search import Constraints, check_feasible
 from ovo.space import Arch, SearchSpace
-from ovo.supernet.compile import block_shapes
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 
@@ -65,7 +64,7 @@ def table_dict(runtime: str | None) -> dict:
     if runtime is not None:
         provider = "CPUExecutionProvider" if runtime == "onnxruntime" else None
         conditions |= {"runtime": runtime, "provider": provider}
-    blocks = {(e, h, m): 0.01 * e + 0.1 * h + 0.001 * m for e, h, m in block_shapes(MICRO)}
+    blocks = {(e, h, m): 0.01 * e + 0.1 * h + 0.001 * m for e, h, m in MICRO.block_shapes()}
     table = LatencyTable(
         conditions,
         {e: 0.5 for e in MICRO.embed_dim},
