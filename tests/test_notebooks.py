@@ -108,7 +108,9 @@ def test_demo_runs_the_four_commands_and_stops_at_a_failed_stage(tmp_path, monke
     assert f"paths.log_dir={out}" in args["ovo.search"] and "name=demo" in args["ovo.search"]
     assert "wandb.enabled=false" in args["ovo.search"]
     assert f"arch=[min,max,{out}/search/demo/best_arch.yaml]" in args["ovo.evaluate"]
-    assert f"out_dir={out}/model" in args["ovo.export"] and "onnx=true" in args["ovo.export"]
+    assert f"out_dir={out}/model" in args["ovo.export"]
+    assert "format=[safetensors,pt2,onnx]" in args["ovo.export"]  # onnx, onnxscript: dev group
+    assert f"search_result={out}/search/demo/results.json" in args["ovo.export"]  # the card
     summary = capsys.readouterr().out.split("ovo demo finished")[1]
     assert f"{out}/model" in summary and "0.500M params (budget 0.600M)" in summary
 
