@@ -28,7 +28,9 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,22 +140,31 @@ def child_env(smoke: bool) -> dict[str, str]:
     return env
 
 
-def run_child(cmd: list[str], log: Path, limit_s: int, env: dict[str, str]) -> int:
-    """Run ``cmd``, streaming its output to the terminal and ``log``; 124 when over time."""
+def run_child(
+    cmd: list[str], log: Path, limit_s: int, env: dict[str, str], stream: bool = True
+) -> int:
+    """Run ``cmd`` with its output in ``log`` (and on this terminal when ``stream``); killed
+    after ``limit_s`` seconds (exit 124), output or not."""
+    start = time.monotonic()
     with log.open("w") as f:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        start = time.monotonic()
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            f.write(line)
-            if time.monotonic() - start > limit_s:
-                proc.kill()
-                f.write(f"\n[gpu-check] stage killed after {limit_s} s\n")
-                return 124
-        return proc.wait()
+        watchdog = threading.Timer(limit_s, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if stream:
+                    sys.stdout.write(line)
+                f.write(line)
+            rc = proc.wait()
+        finally:
+            watchdog.cancel()
+        if rc != 0 and time.monotonic() - start >= limit_s:
+            f.write(f"\n[gpu-check] stage killed after {limit_s} s\n")
+            return 124
+        return rc
 
 
 def stage_env(out: Path, smoke: bool) -> dict:
@@ -294,7 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = child_env(args.smoke)
     summary: dict = {"stages": {}, "out": str(out)}
-    for stage in stages:
+
+    def run_stage(stage: Stage, stream: bool) -> None:
         start = time.monotonic()
         print(
             f"\n[gpu-check] stage {stage.name} (about {stage.minutes} min, limit {stage.limit_s} s)",
@@ -306,13 +318,22 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             if stage.needs_data:
                 prepare_data(args.smoke)
-            rc = run_child(
-                stage_command(stage, out, args.smoke), out / f"{stage.name}.log", stage.limit_s, env
-            )
-        seconds = time.monotonic() - start
-        summary["stages"][stage.name] = {"rc": rc, "seconds": round(seconds, 1)}
+            command = stage_command(stage, out, args.smoke)
+            rc = run_child(command, out / f"{stage.name}.log", stage.limit_s, env, stream)
+        summary["stages"][stage.name] = {"rc": rc, "seconds": round(time.monotonic() - start, 1)}
         if stage.name == "train" and rc == 0:
             summary["panel"] = panel_lines(out)
+
+    if args.smoke:  # toy stages are independent: side by side (a GPU machine runs them in turn)
+        for stage in (s for s in stages if s.name == "env"):
+            run_stage(stage, True)
+        rest = [s for s in stages if s.name != "env"]
+        with ThreadPoolExecutor(max(1, len(rest))) as pool:
+            list(pool.map(lambda s: run_stage(s, False), rest))
+        summary["stages"] = {s.name: summary["stages"][s.name] for s in stages}
+    else:
+        for stage in stages:
+            run_stage(stage, True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n[gpu-check] summary")
     for name, r in summary["stages"].items():
