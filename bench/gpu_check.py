@@ -16,7 +16,7 @@ under one folder, a summary table at the end):
                 (.gpu-carry/data/cifar10_jpg.zip), then its validation panel
 
 `core` = env tests bench (about 12 minutes); `all` adds train. `--smoke` runs every stage at toy
-sizes on the CPU (the default test suite runs it) to keep this script honest without a GPU.
+sizes on the CPU, side by side (the default test suite runs it) to keep this script honest without a GPU.
 """
 
 from __future__ import annotations
