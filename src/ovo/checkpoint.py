@@ -193,12 +193,15 @@ def check_checkpoint_path(path: str | Path, label: str = "checkpoint ") -> Path:
     )
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with one clear error for every way it can fail
-    (an unreadable file's error lists the other checkpoints beside it)."""
+    (an unreadable file's error lists the other checkpoints beside it). ``mmap`` maps the
+    tensors instead of reading them: enough to check a file that something else will load."""
     path = check_checkpoint_path(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (
         pickle.UnpicklingError,
         RuntimeError,

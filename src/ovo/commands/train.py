@@ -101,7 +101,8 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
                 "old run's directory (hydra.run.dir=...) or a checkpoint path"
             )
         ckpt_path = str(last)
-    read_checkpoint(check_checkpoint_path(ckpt_path, "ckpt_path="))
+    # checked here for one clear error line; mapped, not read, since Lightning loads it again
+    read_checkpoint(check_checkpoint_path(ckpt_path, "ckpt_path="), mmap=True)
     return ckpt_path
 
 
