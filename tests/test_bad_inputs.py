@@ -44,6 +44,18 @@ TRAIN_CASES = {
     "wrong type": (["model.drop_path_rate=lots"], "model.drop_path_rate='lots'"),
     "batch size zero": (["data.batch_size=0"], "data.batch_size must be >= 1"),
     "aug key unknown": (["+data.aug.flip=0.5"], "unknown setting data.aug.flip"),
+    "teacher depth unknown": (["distill.teacher_depth=deepest"], "distill.teacher_depth="),
+    "student depth unknown": (["distill.student_depth=square"], "distill.student_depth="),
+    "full-depth teacher of a fixed teacher": (
+        ["distill=sandwich", "distill.teacher_depth=max"],
+        "applies to teacher=sampled or larger",
+    ),
+    "layer LR scale unknown": (["optimizer.layer_lr_scale=fancy"], "optimizer.layer_lr_scale="),
+    "layer LR scale of a fixed arch": (
+        ["distill=none", "fixed_arch=max", "optimizer.layer_lr_scale=inverse_usage"],
+        "fixed_arch trains every layer",
+    ),
+    "per-depth norm not a bool": (["model.per_depth_norm=perhaps"], "model.per_depth_norm="),
     "resume without a checkpoint": (["ckpt_path=last"], "ckpt_path=last"),
     "resume from a directory": (["ckpt_path={ckpt_dir}"], "is a directory; pass the .ckpt file"),
     "resume from a corrupt checkpoint": (["ckpt_path={broken}"], "trained: last.ckpt)"),

@@ -17,13 +17,21 @@ The paper's exact choices are not public in full, so every one is a switch (``co
 - ``alpha``: student loss = ``alpha * KD + (1 - alpha) * CE(labels)``; default 1.0 (the student
   learns from the teacher's predictions alone, as the method is described).
 - ``kd_start_epoch``: epochs before it train the student on labels only (alpha treated as 0).
+- ``teacher_depth``: ``pool`` (default: as the teacher rule draws it) or ``max`` (``sampled`` and
+  ``larger`` teachers always take the space's deepest depth; their other genes as before).
+- ``student_depth``: ``uniform`` (default, AutoFormer) or ``linear``: every uniformly drawn
+  student (and ``none``'s subnets) takes depth choice k of n with probability k / (1 + ... + n),
+  so the deepest layers are trained more often.
+
+Why the last two exist: a uniform depth trains the deepest layers least (README, "Why the
+supernet penalises depth"); :func:`layer_uses_per_step` gives the closed form for any setting.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -37,6 +45,8 @@ from ovo.space import Arch, SearchSpace
 
 TeacherMode = Literal["sampled", "max", "larger", "sandwich", "none"]
 KDLoss = Literal["kl", "soft_ce", "alpha_div"]
+TeacherDepth = Literal["pool", "max"]
+StudentDepth = Literal["uniform", "linear"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ class DistillConfig:
     alpha_div_min: float = -1.0
     alpha_div_max: float = 1.0
     alpha_div_clip: float = 5.0
+    teacher_depth: TeacherDepth = "pool"
+    student_depth: StudentDepth = "uniform"
 
     def __post_init__(self) -> None:
         if self.teacher not in ("sampled", "max", "larger", "sandwich", "none"):
@@ -70,6 +82,17 @@ class DistillConfig:
             raise ConfigError(
                 f"distill.subnets_per_step={self.subnets_per_step} applies to teacher=none only "
                 f"(teacher={self.teacher} trains one teacher and its students per step)"
+            )
+        if self.teacher_depth not in ("pool", "max"):
+            raise ConfigError(f"distill.teacher_depth={self.teacher_depth!r}: use pool or max")
+        if self.teacher_depth == "max" and self.teacher not in ("sampled", "larger"):
+            raise ConfigError(
+                f"distill.teacher_depth=max applies to teacher=sampled or larger (teacher="
+                f"{self.teacher} {'has no teacher' if self.teacher == 'none' else 'is the max'})"
+            )
+        if self.student_depth not in ("uniform", "linear"):
+            raise ConfigError(
+                f"distill.student_depth={self.student_depth!r}: use uniform or linear"
             )
         if self.teacher_upper_k < 1 or self.num_random_students < 0:
             raise ConfigError(
@@ -96,20 +119,80 @@ def arch_rng(seed: int, step: int, micro: int = 0) -> random.Random:
     return random.Random(f"ovo-arch/{seed}/{step}/{micro}")
 
 
+def student_depth_weights(space: SearchSpace, cfg: DistillConfig) -> list[float] | None:
+    """Relative weights of the space's depth choices for a drawn student (``None``: uniform)."""
+    if cfg.student_depth == "uniform":
+        return None
+    return [float(k) for k in range(1, len(space.depth) + 1)]
+
+
+def teacher_pool(space: SearchSpace, cfg: DistillConfig) -> SearchSpace:
+    """The space a ``sampled`` teacher is drawn from: the ``teacher_upper_k`` largest choices of
+    each dimension, the depth fixed to the deepest with ``teacher_depth=max``."""
+    pool = space.upper(cfg.teacher_upper_k)
+    if cfg.teacher_depth == "max":
+        pool = replace(pool, depth=(space.depth[-1],))
+    return pool
+
+
 def sample_step_archs(space: SearchSpace, cfg: DistillConfig, rng: random.Random) -> StepArchs:
+    weights = student_depth_weights(space, cfg)
+
+    def draw() -> Arch:
+        return space.sample(rng, depth_weights=weights)
+
     if cfg.teacher == "none":
-        return StepArchs(None, tuple(space.sample(rng) for _ in range(cfg.subnets_per_step)))
+        return StepArchs(None, tuple(draw() for _ in range(cfg.subnets_per_step)))
     if cfg.teacher == "sandwich":
-        randoms = tuple(space.sample(rng) for _ in range(cfg.num_random_students))
+        randoms = tuple(draw() for _ in range(cfg.num_random_students))
         return StepArchs(space.max_arch, (space.min_arch, *randoms))
-    student = space.sample(rng)
+    student = draw()
     if cfg.teacher == "max":
         teacher = space.max_arch
     elif cfg.teacher == "sampled":
-        teacher = space.sample(rng, space.upper(cfg.teacher_upper_k))
+        teacher = space.sample(rng, teacher_pool(space, cfg))
+    elif cfg.teacher_depth == "max":  # larger, at the deepest depth
+        at_least = replace(space, depth=(space.depth[-1],))
+        teacher = at_least.sample_at_least(student, rng)
     else:  # larger
         teacher = space.sample_at_least(student, rng)
     return StepArchs(teacher, (student,))
+
+
+def _depth_law(depths: tuple[int, ...], weights: list[float] | None) -> dict[int, float]:
+    w = weights or [1.0] * len(depths)
+    return {d: wi / sum(w) for d, wi in zip(depths, w)}
+
+
+def step_depth_laws(space: SearchSpace, cfg: DistillConfig) -> list[dict[int, float]]:
+    """The depth distribution of each subnet one step runs (teacher first), in closed form from
+    the sampling rule: ``{depth: probability}`` per subnet (marginals: a ``larger`` teacher's
+    depth depends on its student's, which the marginal averages over)."""
+    student = _depth_law(space.depth, student_depth_weights(space, cfg))
+    deepest = {space.depth[-1]: 1.0}
+    if cfg.teacher == "none":
+        return [student] * cfg.subnets_per_step
+    if cfg.teacher == "sandwich":
+        return [deepest, {space.depth[0]: 1.0}] + [student] * cfg.num_random_students
+    if cfg.teacher == "max" or cfg.teacher_depth == "max":
+        return [deepest, student]
+    if cfg.teacher == "sampled":
+        return [_depth_law(teacher_pool(space, cfg).depth, None), student]
+    teacher: dict[int, float] = {}  # larger: uniform among the depths >= the student's
+    for d, p in student.items():
+        deeper = [t for t in space.depth if t >= d]
+        for t in deeper:
+            teacher[t] = teacher.get(t, 0.0) + p / len(deeper)
+    return [teacher, student]
+
+
+def layer_uses_per_step(space: SearchSpace, cfg: DistillConfig) -> tuple[float, ...]:
+    """Expected number of the step's subnets that run layer ``i`` (one entry per layer of the
+    deepest arch): each subnet runs layer ``i`` when its depth is above ``i``."""
+    laws = step_depth_laws(space, cfg)
+    return tuple(
+        sum(p for law in laws for d, p in law.items() if d > i) for i in range(space.depth[-1])
+    )
 
 
 _soft_target_ce = SoftTargetCrossEntropy()

@@ -20,20 +20,24 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import Tensor
 
+from ovo.atomic import atomic_write_json
 from ovo.distill import (
     DistillConfig,
     StepArchs,
     arch_rng,
+    layer_uses_per_step,
     sample_step_archs,
     step_losses,
 )
 from ovo.distributed import SupernetDDPStrategy
 from ovo.errors import ConfigError, UserError
+from ovo.optim import check_layer_lr_scale, inverse_usage_scales, scaled_param_groups
 from ovo.panel import PanelMetrics, build_panel
 from ovo.settings import CompileOptions, check_compile_mode
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.grads import SliceGrads
+from ovo.usage import UsageCounter
 
 
 class NonFiniteLossError(UserError):
@@ -71,6 +75,10 @@ class OVOModule(L.LightningModule):
         reseed_every_step: reseed torch/numpy/random from (seed, step, rank) before each step so
             drop-path and Mixup draws are a function of the step: resuming is exact.
         arch_trace_path: if set, each rank appends the archs it samples to ``<path>.rank<r>.jsonl``.
+        usage_path: if set, count per epoch how many subnets ran each layer and weight slice
+            (:mod:`ovo.usage`); rank 0 rewrites this JSON file after every epoch. The counts
+            are not module state: they are not in the checkpoint, and a resumed epoch counts
+            only the steps after the resume.
         compile: ``none`` or ``blocks``: run the supernet's blocks compiled once per block shape
             (:mod:`ovo.supernet.compile`); ``compile_options`` are its backend, mode, warm-up.
         fixed_arch: train this one subnet only, on the labels (a standalone model trained from
@@ -95,6 +103,7 @@ class OVOModule(L.LightningModule):
         seed: int = 0,
         reseed_every_step: bool = True,
         arch_trace_path: str | None = None,
+        usage_path: str | None = None,
         fixed_arch: Mapping[str, Any] | None = None,
         compile: str = "none",
         compile_options: Mapping[str, Any] | None = None,
@@ -121,6 +130,10 @@ class OVOModule(L.LightningModule):
         else:
             self.panel = build_panel(self.space, **(panel or {}))
         self.val_metrics = PanelMetrics(self.panel, self.vit_cfg.num_classes)
+        # checked here, so a bad value is one line before anything is built
+        self.layer_lr_scales(check_layer_lr_scale((optimizer or {}).get("layer_lr_scale", "none")))
+        self.usage = UsageCounter(self.space) if usage_path else None
+        self.usage_epochs: list[dict[str, Any]] = []
         self._step_start: float | None = None
         self._nonfinite: str | None = None  # this rank's non-finite loss, reported at the sync
 
@@ -141,7 +154,14 @@ class OVOModule(L.LightningModule):
                 f"{self.space.to_dict()}; train with the checkpoint's space (e.g. "
                 f"space={src_space.name})"
             )
-        shape_keys = ("img_size", "patch_size", "in_chans", "num_classes", "global_pool")
+        shape_keys = (
+            "img_size",
+            "patch_size",
+            "in_chans",
+            "num_classes",
+            "global_pool",
+            "per_depth_norm",
+        )
         diffs = [
             f"model.{k}: {getattr(src_cfg, k)} there, {getattr(self.vit_cfg, k)} here"
             for k in shape_keys
@@ -193,9 +213,20 @@ class OVOModule(L.LightningModule):
         else:
             optimizer.zero_grad()
 
+    def on_train_epoch_start(self) -> None:
+        if self.usage is not None:
+            self.usage.reset()
+
     def on_train_epoch_end(self) -> None:
         if self.net.compiled is not None:
             self.log("train/compiled_graphs", float(self.net.compiled.graphs))
+        if self.usage is not None:
+            counts = self.usage.as_dict()
+            for i, n in enumerate(counts["layers"]):
+                self.log(f"usage/layer{i}", float(n), rank_zero_only=True)
+            self.usage_epochs.append({"epoch": self.current_epoch, **counts})
+            if self.global_rank == 0:
+                atomic_write_json(Path(self.hparams.usage_path), {"epochs": self.usage_epochs})
 
     # ---- training ------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -222,6 +253,8 @@ class OVOModule(L.LightningModule):
                 arch_rng(self.hparams.seed, self.global_step, batch_idx % accumulate),
             )
         self._trace(archs)
+        if self.usage is not None:
+            self.usage.add_step([*([archs.teacher] if archs.teacher else []), *archs.students])
         kd_on = self.current_epoch >= self.distill_cfg.kd_start_epoch
         total, logs = self.step_losses(x, y, archs, kd_on)
         self._check_finite(total, logs)
@@ -346,7 +379,23 @@ class OVOModule(L.LightningModule):
         lr = float(opt_cfg.pop("lr"))
         if self.hparams.lr_base_batch_size:
             lr *= global_batch_size / self.hparams.lr_base_batch_size
-        return create_optimizer_v2(self.net, lr=lr, **opt_cfg)
+        scales = self.layer_lr_scales(check_layer_lr_scale(opt_cfg.pop("layer_lr_scale", "none")))
+        if scales is None:
+            return create_optimizer_v2(self.net, lr=lr, **opt_cfg)
+        groups = scaled_param_groups(self.net, float(opt_cfg.get("weight_decay", 0.0)), scales)
+        return create_optimizer_v2(groups, lr=lr, **opt_cfg)
+
+    def layer_lr_scales(self, rule: str) -> list[float] | None:
+        """Each block's LR scale under ``optimizer.layer_lr_scale`` (``None``: all 1)."""
+        if rule == "none":
+            return None
+        if self.fixed_arch is not None:
+            raise ConfigError(
+                "optimizer.layer_lr_scale=inverse_usage scales the supernet's layers by how "
+                "often the sampling trains them; fixed_arch trains every layer every step: "
+                "leave it at none"
+            )
+        return inverse_usage_scales(layer_uses_per_step(self.space, self.distill_cfg))
 
     def build_scheduler(
         self, optimizer: torch.optim.Optimizer, epochs: int, updates_per_epoch: int
@@ -383,6 +432,8 @@ class OVOModule(L.LightningModule):
         updates_per_epoch = max(math.ceil(self.trainer.estimated_stepping_batches / epochs), 1)
         scheduler = self.build_scheduler(optimizer, epochs, updates_per_epoch)
         if scheduler is None:
+            for group in optimizer.param_groups:  # timm's schedulers apply lr_scale themselves
+                group["lr"] *= group.get("lr_scale", 1.0)
             return {"optimizer": optimizer}
         return {
             "optimizer": optimizer,

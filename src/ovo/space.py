@@ -298,10 +298,26 @@ class SearchSpace:
         return True
 
     # ---- sampling and evolution ----------------------------------------------------------
-    def sample(self, rng: random.Random, sub: SearchSpace | None = None) -> Arch:
-        """A uniform random arch (each choice uniform, as AutoFormer), optionally from ``sub``."""
+    def sample(
+        self,
+        rng: random.Random,
+        sub: SearchSpace | None = None,
+        depth_weights: Sequence[float] | None = None,
+    ) -> Arch:
+        """A uniform random arch (each choice uniform, as AutoFormer), optionally from ``sub``.
+
+        ``depth_weights`` (one per depth choice of the space sampled from) draws the depth with
+        those relative weights instead of uniformly; the other genes stay uniform."""
         space = sub or self
-        depth = rng.choice(space.depth)
+        if depth_weights is None:
+            depth = rng.choice(space.depth)
+        else:
+            if len(depth_weights) != len(space.depth):
+                raise SpaceError(
+                    f"{len(depth_weights)} depth weights for the {len(space.depth)} depth "
+                    f"choices {list(space.depth)} of space '{space.name}'"
+                )
+            depth = rng.choices(space.depth, weights=depth_weights)[0]
         return Arch(
             rng.choice(space.embed_dim),
             tuple(rng.choice(space.num_heads) for _ in range(depth)),

@@ -51,6 +51,9 @@ def build_module(cfg: DictConfig, datamodule: Any) -> OVOModule:
         label_smoothing=cfg.label_smoothing,
         seed=cfg.seed,
         arch_trace_path=cfg.get("arch_trace_path"),
+        usage_path=str(Path(cfg.paths.output_dir) / "usage.json")
+        if cfg.get("usage_counts")
+        else None,
         fixed_arch=fixed_arch_config(cfg.get("fixed_arch"), plain(cfg.space)),
         compile=cfg.get("compile", "none"),
         compile_options=plain(cfg.get("compile_options")),

@@ -103,8 +103,9 @@ def subnet_state_dict(supernet: nn.Module, arch: Arch) -> dict[str, torch.Tensor
         "head.bias": sd["head.bias"][:ncls],
     }
     norm = "fc_norm" if supernet.cfg.global_pool == "avg" else "norm"
-    out[f"{norm}.weight"] = sd["norm.weight"][:e]
-    out[f"{norm}.bias"] = sd["norm.bias"][:e]
+    src_norm = supernet.norm_key(arch.depth)
+    out[f"{norm}.weight"] = sd[f"{src_norm}.weight"][:e]
+    out[f"{norm}.bias"] = sd[f"{src_norm}.bias"][:e]
     for i, (h, r) in enumerate(zip(arch.num_heads, arch.mlp_ratio)):
         src, dst = f"blocks.{i}.", f"blocks.{i}."
         a, m = h * hd, mlp_hidden(e, r)

@@ -16,6 +16,8 @@ class ViTConfig:
 
     ``global_pool='token'`` classifies the cls token after the final norm (DeiT/AutoFormer);
     ``'avg'`` averages the patch tokens and normalises the pooled vector (timm's ``fc_norm``).
+    ``per_depth_norm``: one final norm per depth choice instead of one that every depth shares
+    (the head stays shared); a subnet uses, and exports, the norm of its own depth.
     """
 
     img_size: int = 224
@@ -25,6 +27,7 @@ class ViTConfig:
     global_pool: Literal["token", "avg"] = "token"
     drop_path_rate: float = 0.1
     norm_eps: float = 1e-6
+    per_depth_norm: bool = False
 
     def __post_init__(self) -> None:
         for key in ("img_size", "patch_size", "in_chans", "num_classes"):

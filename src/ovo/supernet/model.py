@@ -57,7 +57,12 @@ class SuperViT(nn.Module):
             )
             for rate in self.drop_path_rates
         )
-        self.norm = ElasticLayerNorm(e_max, cfg.norm_eps)
+        if cfg.per_depth_norm:
+            self.norms = nn.ModuleDict(
+                {str(d): ElasticLayerNorm(e_max, cfg.norm_eps) for d in space.depth}
+            )
+        else:
+            self.norm = ElasticLayerNorm(e_max, cfg.norm_eps)
         self.head = ElasticLinear(e_max, cfg.num_classes)
         trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
@@ -92,6 +97,14 @@ class SuperViT(nn.Module):
                 f"(max {s.max_arch.short()})"
             )
 
+    def norm_key(self, depth: int) -> str:
+        """State-dict prefix of the final norm a depth-``depth`` subnet uses."""
+        return f"norms.{depth}" if self.cfg.per_depth_norm else "norm"
+
+    def final_norm(self, depth: int) -> ElasticLayerNorm:
+        """The final norm of a depth-``depth`` subnet (its own with ``per_depth_norm``)."""
+        return self.norms[str(depth)] if self.cfg.per_depth_norm else self.norm
+
     def forward_features(self, x: Tensor, arch: Arch) -> Tensor:
         e = arch.embed_dim
         x = self.patch_embed(x, e)
@@ -104,19 +117,24 @@ class SuperViT(nn.Module):
             for block, h, r in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
                 x = block(x, h, mlp_hidden(e, r), compiled or block_forward, always_masks)
         if self.cfg.global_pool == "token":
-            x = self.norm(x)
+            x = self.final_norm(arch.depth)(x)
         return x
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+    def forward_head(self, x: Tensor, pre_logits: bool = False, depth: int | None = None) -> Tensor:
+        """Pooling and classifier; with ``global_pool='avg'`` also the final norm, which needs
+        the subnet's ``depth`` when the supernet has one norm per depth."""
         if self.cfg.global_pool == "avg":
-            x = self.norm(x[:, 1:].mean(dim=1))  # timm's fc_norm after pooling
+            if depth is None and self.cfg.per_depth_norm:
+                raise ValueError("forward_head needs depth= with per_depth_norm and avg pooling")
+            norm = self.norm if depth is None else self.final_norm(depth)
+            x = norm(x[:, 1:].mean(dim=1))  # timm's fc_norm after pooling
         else:
             x = x[:, 0]
         return x if pre_logits else self.head(x, self.cfg.num_classes)
 
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         self.check_arch(arch)
-        return self.forward_head(self.forward_features(x, arch))
+        return self.forward_head(self.forward_features(x, arch), depth=arch.depth)
 
     # Convenience so callers need not reach into .cost
     def num_params(self, arch: Arch) -> int:
