@@ -58,6 +58,8 @@ PINNED = {
     "alpha_div_min": -1.0,
     "alpha_div_max": 1.0,
     "alpha_div_clip": 5.0,
+    "teacher_depth": "pool",
+    "student_depth": "uniform",
 }
 
 
