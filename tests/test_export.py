@@ -154,6 +154,10 @@ def test_export_pt2_and_card_from_a_search_result(tmp_path):
     assert code == 0
     listing = sorted(p.name for p in out.iterdir())
     assert listing == ["README.md", "config.json", "model.pt2", "model.safetensors"]
+    # every file readable as the user's umask says (safetensors alone would write 0600)
+    (tmp_path / "plain").write_text("")
+    mode = (tmp_path / "plain").stat().st_mode & 0o777
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == dict.fromkeys(listing, mode)
 
     # the card's numbers are those of results.json
     config = json.loads((out / "config.json").read_text())
