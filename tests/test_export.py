@@ -170,6 +170,7 @@ def test_export_pt2_and_card_from_a_search_result(tmp_path):
     assert config["card"]["accuracy"]["acc1"] == final["val_acc1"]
     assert config["params"] == final["params"] and config["macs"] == final["flops"]
     assert f"top-1 {final['val_acc1']:.2f}%" in card and "**val** split" in card
+    assert f"{RESULTS}, final[2], val split" in card  # where the number was read
     assert f"params <= {results['constraints']['params_max']:,}" in card
     assert results["checkpoint"] in card and f"{final['params']:,}" in card
     assert "torch.export.load" in card and "@article{wei2022ovo" in card

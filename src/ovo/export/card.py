@@ -47,7 +47,14 @@ def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
             f"search_result={path} is not a search's results.json (written by python -m ovo.search)"
         )
     split = results.get("final_split", "val")
-    entry = next((e for e in results.get("final", []) if Arch.from_dict(e["arch"]) == arch), None)
+    index, entry = next(
+        (
+            (i, e)
+            for i, e in enumerate(results.get("final", []))
+            if Arch.from_dict(e["arch"]) == arch
+        ),
+        (None, None),
+    )
     if entry is None:
         raise ConfigError(
             f"arch {arch.short()} is not among the {len(results.get('final', []))} finalists of "
@@ -66,7 +73,7 @@ def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
             "split": split,
             "acc1": entry[f"{split}_acc1"],
             "acc5": entry[f"{split}_acc5"],
-            "source": f"{path}, final[], {split} split",
+            "source": f"{path}, final[{index}], {split} split",
         },
     }
     best = results.get("best") or {}
