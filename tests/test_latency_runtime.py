@@ -119,8 +119,19 @@ def test_an_onnxruntime_table_is_keyed_by_runtime_and_predicts(tmp_path, capsys,
     assert c["runtime"] == "onnxruntime" and c["provider"] == "CPUExecutionProvider"
     assert c["onnxruntime"] == onnxruntime.__version__ and c["graph_optimization"] == "all"
     assert c["threads"] == torch.get_num_threads()
-    # each part exported once (not once per round), then the verify subnet whole
-    assert exported == ["block-16-1-32", "stem-16", "head-16", "model-0"]
+    # each part exported once (not once per round), the calibration subnets (depth 1 and 2),
+    # then the verify subnet whole
+    assert exported == [
+        "block-16-1-32",
+        "stem-16",
+        "head-16",
+        "calibration-model-0",
+        "calibration-model-1",
+        "model-0",
+    ]
+    cal = data["calibration"]
+    assert [a["depth"] for a in cal["archs"]] == [1, 2] and cal["scale"] > 0
+    assert min(cal["measured_ms"]) > 0 and "calibration on 2 whole subnets" in printed
     table = load_table(str(tmp_path / "latency_table.json"))
     assert table.runtime == "onnxruntime" and "onnxruntime (CPUExecutionProvider)" in (
         table.describe()
@@ -134,6 +145,44 @@ def test_an_onnxruntime_table_is_keyed_by_runtime_and_predicts(tmp_path, capsys,
     assert f"predicted: {table.predict(Arch(16, (1,), (2.0,))):.3g} ms (fastest arch)" in printed
     assert conditions_of(table).runtime == "onnxruntime"
     assert conditions_of(table).provider == "CPUExecutionProvider"
+
+
+# ---- calibration: the sum of parts mapped to whole-model time --------------------------------
+def test_calibration_line_is_least_squares_and_increasing():
+    from ovo.latency.table import fit_calibration
+
+    scale, offset = fit_calibration([1.0, 2.0, 4.0], [2.5, 4.5, 8.5])  # exactly 2x + 0.5
+    assert scale == pytest.approx(2.0, rel=1e-12) and offset == pytest.approx(0.5, rel=1e-12)
+    # a decreasing fit would reorder subnets: through the origin instead
+    scale, offset = fit_calibration([1.0, 2.0], [3.0, 2.0])
+    assert offset == 0.0 and scale == pytest.approx((3.0 + 4.0) / 5.0)
+    assert fit_calibration([2.0], [1.0]) == (0.5, 0.0)
+
+
+def test_a_calibrated_table_predicts_through_its_line(tmp_path):
+    from ovo.latency.table import calibration_archs
+
+    data = table_dict("onnxruntime")
+    plain = LatencyTable.from_dict(data)
+    arch = Arch(24, (2, 1), (2.0, 1.0))
+    assert plain.calibration is None and plain.predict(arch) == plain.sum_of_parts(arch)
+    assert "calibration" not in plain.to_dict()  # old tables hash as before
+    data["calibration"] = {"scale": 0.7, "offset_ms": -0.25, "archs": [], "parts_ms": []}
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(data))
+    table = load_table(str(path))
+    assert table.predict(arch) == pytest.approx(0.7 * plain.predict(arch) - 0.25, rel=1e-12)
+    assert table.fastest_arch(MICRO) == plain.fastest_arch(MICRO)
+    data["calibration"]["scale"] = -1.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="damaged latency table"):
+        LatencyTable.from_dict(data, str(path))
+    nano = SearchSpace([64, 96, 128], [4, 5, 6], [2, 3, 4], [2.0, 3.0, 4.0])
+    assert calibration_archs(nano, 3) == [
+        nano.min_arch,
+        Arch.uniform(96, 5, 3, 3.0),
+        nano.max_arch,
+    ]
 
 
 # ---- tables before runtimes ------------------------------------------------------------------

@@ -48,8 +48,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for key in ("batch_size", "repeats", "rounds"):
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
-    if cfg.warmup < 0 or cfg.verify < 0:
-        raise ConfigError("warmup and verify must be >= 0")
+    if cfg.warmup < 0 or cfg.verify < 0 or cfg.calibrate < 0:
+        raise ConfigError("warmup, verify and calibrate must be >= 0")
     device = target_device(str(cfg.device))
     runtime, provider = resolve_runtime(
         cfg.get("runtime") or "torch", cfg.get("provider"), device, DTYPES[cfg.dtype]
@@ -89,6 +89,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         space.head_dim,
         cond,
         progress=lambda it: track(it, description=f"timing block shapes ({what})", transient=True),
+        calibrate=int(cfg.calibrate),
     )
     out = output_dir()
     path = out / "latency_table.json"
@@ -99,6 +100,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"predicted: {table.fastest(space):.3g} ms (fastest arch) to "
         f"{table.predict(space.max_arch):.3g} ms (max arch)",
     ]
+    if table.calibration:
+        c = table.calibration
+        lines.append(
+            f"calibration on {len(c['archs'])} whole subnets: measured = {c['scale']:.3f} x sum "
+            f"of parts {c['offset_ms']:+.3g} ms"
+        )
     if cfg.verify:
         torch.manual_seed(cfg.seed)
         net = SuperViT(space, vit)

@@ -8,6 +8,14 @@ dtype, batch size and token count. A subnet's predicted latency is the sum over 
 once-for-all's latency tables): microseconds to evaluate, so a search can keep a latency budget
 on every candidate it draws.
 
+A sum of parts timed alone misses what a runtime does across them: ONNX Runtime on a 2-core CPU
+at batch 1 runs a whole subnet about 30% faster than its parts add up to (0 of 20 subnets within
+10%; README "Deploy"). So a table also times a few whole subnets spanning the space (the
+smallest, a middle one, the largest: ``calibrate``) and keeps the straight line from the sum of
+parts to the whole-model time (``measured = scale * sum + offset``, least squares); predictions
+go through it. The line is monotone (the scale is kept positive), so the order of subnets by
+predicted latency is the sum's.
+
 Parts are timed in PyTorch eager or, exported to ONNX, in ONNX Runtime (the table's
 ``runtime`` and ``provider``: :mod:`ovo.latency.runtime`); a table without them (written before
 runtimes) is a torch eager one.
@@ -73,6 +81,8 @@ class LatencyTable:
     block_ms: dict[tuple[int, int, int], float]
     head_ms: dict[int, float]
     path: str = field(default="", compare=False)
+    # {"scale", "offset_ms", "archs", "parts_ms", "measured_ms"}; None: the sum of parts as is
+    calibration: dict[str, Any] | None = None
 
     @property
     def runtime(self) -> str:
@@ -87,7 +97,14 @@ class LatencyTable:
 
     # ---- prediction ---------------------------------------------------------------------
     def predict(self, arch: Arch) -> float:
-        """Predicted milliseconds of ``arch`` exported and run under the table's conditions."""
+        """Predicted milliseconds of ``arch`` exported and run under the table's conditions:
+        the sum of its parts through the table's calibration line."""
+        total = self.sum_of_parts(arch)
+        c = self.calibration
+        return total if c is None else c["scale"] * total + c["offset_ms"]
+
+    def sum_of_parts(self, arch: Arch) -> float:
+        """Milliseconds of ``arch``'s stem, blocks and head as timed alone, added up."""
         e = arch.embed_dim
         try:
             total = self.stem_ms[e] + self.head_ms[e]
@@ -102,7 +119,8 @@ class LatencyTable:
         return total
 
     def fastest_arch(self, space: SearchSpace) -> Arch:
-        """The arch of ``space`` with the least predicted latency (exact: the parts add up)."""
+        """The arch of ``space`` with the least predicted latency (exact: the parts add up, and
+        the calibration line is increasing)."""
         best: tuple[float, Arch] | None = None
         shapes = space.block_shapes()
         for e in space.embed_dim:
@@ -179,7 +197,7 @@ class LatencyTable:
 
     # ---- files ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": TABLE_FORMAT,
             "version": TABLE_VERSION,
             "conditions": self.conditions,
@@ -187,6 +205,9 @@ class LatencyTable:
             "block_ms": {"-".join(map(str, k)): v for k, v in sorted(self.block_ms.items())},
             "head_ms": {str(e): v for e, v in sorted(self.head_ms.items())},
         }
+        if self.calibration is not None:  # absent, a table reads and hashes as it always did
+            data["calibration"] = self.calibration
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str = "") -> LatencyTable:
@@ -207,9 +228,51 @@ class LatencyTable:
                 },
                 {int(e): float(v) for e, v in data["head_ms"].items()},
                 path,
+                _calibration(data.get("calibration")),
             )
         except (KeyError, ValueError, AttributeError) as err:
             raise ConfigError(f"{path} is a damaged latency table ({err}); rebuild it") from err
+
+
+def _calibration(data: Any) -> dict[str, Any] | None:
+    """A table file's calibration (``None``: tables written before calibration, or without)."""
+    if data is None:
+        return None
+    scale, offset = float(data["scale"]), float(data["offset_ms"])
+    if not scale > 0:
+        raise ValueError(f"calibration scale {scale} must be positive")
+    return {**data, "scale": scale, "offset_ms": offset}
+
+
+def fit_calibration(parts_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
+    """``(scale, offset_ms)`` of the least-squares line ``measured = scale * parts + offset``;
+    through the origin when fewer than two distinct sums or a line that would not increase."""
+    n = len(parts_ms)
+    mean_p, mean_m = sum(parts_ms) / n, sum(measured_ms) / n
+    var = sum((p - mean_p) ** 2 for p in parts_ms)
+    if n >= 2 and var > 0:
+        scale = sum((p - mean_p) * (m - mean_m) for p, m in zip(parts_ms, measured_ms)) / var
+        if scale > 0:
+            return scale, mean_m - scale * mean_p
+    return sum(p * m for p, m in zip(parts_ms, measured_ms)) / sum(p * p for p in parts_ms), 0.0
+
+
+def calibration_archs(space: SearchSpace, count: int) -> list[Arch]:
+    """``count`` uniform archs from the smallest to the largest of ``space`` (every dimension's
+    choice index stepped together), distinct."""
+    archs: list[Arch] = []
+    for k in range(count):
+        t = k / max(count - 1, 1)
+
+        def pick(choices: tuple, t: float = t) -> Any:
+            return choices[round(t * (len(choices) - 1))]
+
+        arch = Arch.uniform(
+            pick(space.embed_dim), pick(space.depth), pick(space.num_heads), pick(space.mlp_ratio)
+        )
+        if arch not in archs:
+            archs.append(arch)
+    return archs
 
 
 @cache
@@ -276,6 +339,7 @@ def measure_table(
     cond: Conditions,
     progress: Callable[[Any], Any] = lambda it: it,
     export_dir: Path | None = None,
+    calibrate: int = 3,
 ) -> LatencyTable:
     """Time the stem and head at every embed dim and a block at every block shape of ``space``,
     as timm modules (what export produces), under ``cond`` (in its runtime; ONNX files of the
@@ -284,7 +348,10 @@ def measure_table(
     A block shape is timed as a chain of ``space``'s deepest depth of blocks of that shape, each
     with its own weights, and divided by that depth: one block called alone keeps its weights
     in cache, which a whole subnet (megabytes per block) does not, so a block timed alone made
-    the tables predict whole subnets 12% fast on a 2-core CPU at batch 1."""
+    the tables predict whole subnets 12% fast on a 2-core CPU at batch 1.
+
+    ``calibrate`` whole subnets (:func:`calibration_archs`) are then timed as the validation
+    times them and the calibration line fitted (0: none, the plain sum of parts)."""
     from ovo.export.timm_vit import build_timm_vit
 
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
@@ -326,7 +393,28 @@ def measure_table(
         "rounds": cond.rounds,
         "block_chain": chain,  # blocks per timed call (see above)
     }
-    return LatencyTable(conditions, stem_ms, block_ms, head_ms)
+    table = LatencyTable(conditions, stem_ms, block_ms, head_ms)
+    if calibrate <= 0:
+        return table
+    archs = calibration_archs(space, calibrate)
+
+    def build(arch: Arch) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return build_timm_vit(arch, cfg, head_dim)
+
+    measured = measure_models_ms(
+        [lambda a=a: build(a) for a in archs], cfg, cond, export_dir, prefix="calibration-"
+    )
+    parts = [table.sum_of_parts(a) for a in archs]
+    scale, offset = fit_calibration(parts, measured)
+    calibration = {
+        "scale": scale,
+        "offset_ms": offset,
+        "archs": [a.to_dict() for a in archs],
+        "parts_ms": parts,
+        "measured_ms": measured,
+    }
+    return LatencyTable(conditions, stem_ms, block_ms, head_ms, calibration=calibration)
 
 
 def measure_model_ms(model: torch.nn.Module, cfg: ViTConfig, cond: Conditions) -> float:
@@ -340,9 +428,10 @@ def measure_models_ms(
     cfg: ViTConfig,
     cond: Conditions,
     export_dir: Path | None = None,
+    prefix: str = "",
 ) -> list[float]:
     """Milliseconds of each model's forward under ``cond`` (in its runtime: exported whole to
-    ONNX for onnxruntime, kept in ``export_dir`` as ``model-<i>.onnx`` when given):
+    ONNX for onnxruntime, kept in ``export_dir`` as ``<prefix>model-<i>.onnx`` when given):
     ``cond.rounds`` rounds round-robin over the models (each built by its callable when its
     turn comes, so one is held at a time), the median round of each."""
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
@@ -351,7 +440,7 @@ def measure_models_ms(
     for _ in range(cond.rounds):
         for i, build in enumerate(models):
             model = lambda b=build: b().to(cond.device).eval()  # noqa: E731
-            times[i].append(timer.time(f"model-{i}", model, x))
+            times[i].append(timer.time(f"{prefix}model-{i}", model, x))
     timer.close()
     return [statistics.median(t) for t in times]
 
