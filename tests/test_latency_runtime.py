@@ -132,6 +132,8 @@ def test_an_onnxruntime_table_is_keyed_by_runtime_and_predicts(tmp_path, capsys,
     cal = data["calibration"]
     assert [a["depth"] for a in cal["archs"]] == [1, 2] and cal["scale"] > 0
     assert min(cal["measured_ms"]) > 0 and "calibration on 2 whole subnets" in printed
+    miss = sum(abs(p / m - 1) for p, m in zip(cal["parts_ms"], cal["measured_ms"])) / 2
+    assert cal["sum_of_parts_miss"] == pytest.approx(miss) and cal["applied"] == (miss > 0.10)
     table = load_table(str(tmp_path / "latency_table.json"))
     assert table.runtime == "onnxruntime" and "onnxruntime (CPUExecutionProvider)" in (
         table.describe()
@@ -167,12 +169,15 @@ def test_a_calibrated_table_predicts_through_its_line(tmp_path):
     arch = Arch(24, (2, 1), (2.0, 1.0))
     assert plain.calibration is None and plain.predict(arch) == plain.sum_of_parts(arch)
     assert "calibration" not in plain.to_dict()  # old tables hash as before
-    data["calibration"] = {"scale": 0.7, "offset_ms": -0.25, "archs": [], "parts_ms": []}
+    data["calibration"] = {"scale": 0.7, "offset_ms": -0.25, "archs": [], "applied": True}
     path = tmp_path / "cal.json"
     path.write_text(json.dumps(data))
     table = load_table(str(path))
     assert table.predict(arch) == pytest.approx(0.7 * plain.predict(arch) - 0.25, rel=1e-12)
     assert table.fastest_arch(MICRO) == plain.fastest_arch(MICRO)
+    # a line fitted but not applied (the plain sum was within 10% of the whole subnets)
+    kept = LatencyTable.from_dict(data | {"calibration": data["calibration"] | {"applied": False}})
+    assert kept.predict(arch) == plain.predict(arch)
     data["calibration"]["scale"] = -1.0
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="damaged latency table"):

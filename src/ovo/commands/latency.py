@@ -23,6 +23,7 @@ from ovo.errors import ConfigError
 from ovo.export import export_subnet
 from ovo.latency import DTYPES, Conditions, measure_models_ms, measure_table
 from ovo.latency.runtime import resolve_runtime
+from ovo.latency.table import CALIBRATION_THRESHOLD
 from ovo.settings import plain
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
@@ -102,9 +103,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ]
     if table.calibration:
         c = table.calibration
+        used = "used" if c.get("applied", True) else "not used"
         lines.append(
-            f"calibration on {len(c['archs'])} whole subnets: measured = {c['scale']:.3f} x sum "
-            f"of parts {c['offset_ms']:+.3g} ms"
+            f"calibration on {len(c['archs'])} whole subnets: the sum of parts misses them by "
+            f"{100 * c['sum_of_parts_miss']:.1f}% on average; line measured = {c['scale']:.3f} x "
+            f"sum {c['offset_ms']:+.3g} ms ({used}: above "
+            f"{100 * CALIBRATION_THRESHOLD:.0f}% only)"
         )
     if cfg.verify:
         torch.manual_seed(cfg.seed)
