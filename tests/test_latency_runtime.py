@@ -151,7 +151,7 @@ def test_an_onnxruntime_table_is_keyed_by_runtime_and_predicts(tmp_path, capsys,
 
 # ---- calibration: the sum of parts mapped to whole-model time --------------------------------
 def test_calibration_line_is_least_squares_and_increasing():
-    from ovo.latency.table import fit_calibration
+    from ovo.latency.calibration import fit_calibration
 
     scale, offset = fit_calibration([1.0, 2.0, 4.0], [2.5, 4.5, 8.5])  # exactly 2x + 0.5
     assert scale == pytest.approx(2.0, rel=1e-12) and offset == pytest.approx(0.5, rel=1e-12)
@@ -162,7 +162,7 @@ def test_calibration_line_is_least_squares_and_increasing():
 
 
 def test_a_calibrated_table_predicts_through_its_line(tmp_path):
-    from ovo.latency.table import calibration_archs
+    from ovo.latency.calibration import calibration_archs
 
     data = table_dict("onnxruntime")
     plain = LatencyTable.from_dict(data)

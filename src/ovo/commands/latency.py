@@ -22,8 +22,8 @@ from ovo.commands.base import hydra_command, output_dir, print_outputs
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
 from ovo.latency import DTYPES, Conditions, measure_models_ms, measure_table
+from ovo.latency.calibration import CALIBRATION_THRESHOLD
 from ovo.latency.runtime import resolve_runtime
-from ovo.latency.table import CALIBRATION_THRESHOLD
 from ovo.settings import plain
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig

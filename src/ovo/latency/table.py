@@ -14,7 +14,7 @@ at batch 1 runs a whole subnet about 30% faster than its parts add up to (0 of 2
 smallest, a middle one, the largest: ``calibrate``) and fits the straight line from the sum of
 parts to the whole-model time (``measured = scale * sum + offset``, least squares). Predictions
 go through the line only when the plain sum misses those subnets by more than
-:data:`CALIBRATION_THRESHOLD` on average: a line through three timed points also carries their
+:data:`~ovo.latency.calibration.CALIBRATION_THRESHOLD` on average: a line through three timed points also carries their
 timing noise (torch at batch 64: 2.9% mean error as a plain sum, 6.5% through the line). The
 line is monotone (the scale is kept positive), so the order of subnets by predicted latency is
 the sum's either way.
@@ -43,13 +43,17 @@ from typing import Any
 import torch
 
 from ovo.errors import ConfigError
+from ovo.latency.calibration import (
+    CALIBRATION_THRESHOLD,
+    calibration_archs,
+    fit_calibration,
+    read_calibration,
+)
 from ovo.latency.runtime import Head, Stem, runtime_problem, timer_for
 from ovo.space import Arch, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
 TABLE_FORMAT = "ovo.latency_table"
-# mean relative miss of the plain sum on the calibration subnets above which the line is used
-CALIBRATION_THRESHOLD = 0.10
 TABLE_VERSION = 1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # model settings a table's numbers depend on (the token count, the head's width)
@@ -235,51 +239,10 @@ class LatencyTable:
                 },
                 {int(e): float(v) for e, v in data["head_ms"].items()},
                 path,
-                _calibration(data.get("calibration")),
+                read_calibration(data.get("calibration")),
             )
         except (KeyError, ValueError, AttributeError) as err:
             raise ConfigError(f"{path} is a damaged latency table ({err}); rebuild it") from err
-
-
-def _calibration(data: Any) -> dict[str, Any] | None:
-    """A table file's calibration (``None``: tables written before calibration, or without)."""
-    if data is None:
-        return None
-    scale, offset = float(data["scale"]), float(data["offset_ms"])
-    if not scale > 0:
-        raise ValueError(f"calibration scale {scale} must be positive")
-    return {**data, "scale": scale, "offset_ms": offset}
-
-
-def fit_calibration(parts_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
-    """``(scale, offset_ms)`` of the least-squares line ``measured = scale * parts + offset``;
-    through the origin when fewer than two distinct sums or a line that would not increase."""
-    n = len(parts_ms)
-    mean_p, mean_m = sum(parts_ms) / n, sum(measured_ms) / n
-    var = sum((p - mean_p) ** 2 for p in parts_ms)
-    if n >= 2 and var > 0:
-        scale = sum((p - mean_p) * (m - mean_m) for p, m in zip(parts_ms, measured_ms)) / var
-        if scale > 0:
-            return scale, mean_m - scale * mean_p
-    return sum(p * m for p, m in zip(parts_ms, measured_ms)) / sum(p * p for p in parts_ms), 0.0
-
-
-def calibration_archs(space: SearchSpace, count: int) -> list[Arch]:
-    """``count`` uniform archs from the smallest to the largest of ``space`` (every dimension's
-    choice index stepped together), distinct."""
-    archs: list[Arch] = []
-    for k in range(count):
-        t = k / max(count - 1, 1)
-
-        def pick(choices: tuple, t: float = t) -> Any:
-            return choices[round(t * (len(choices) - 1))]
-
-        arch = Arch.uniform(
-            pick(space.embed_dim), pick(space.depth), pick(space.num_heads), pick(space.mlp_ratio)
-        )
-        if arch not in archs:
-            archs.append(arch)
-    return archs
 
 
 @cache
