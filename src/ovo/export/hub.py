@@ -200,21 +200,14 @@ def save_hub_folder(
             safe_serialization=True,
             data_config=dict(data_config) if data_config else None,
         )
-        mode = _default_file_mode()
+        # safetensors writes its file owner-only (0600); an export is meant to be shared: give
+        # it the mode config.json got from open() under this process' umask
+        os.chmod(tmp / "model.safetensors", (tmp / "config.json").stat().st_mode & 0o777)
         for name in ("model.safetensors", "config.json"):
-            # safetensors writes its file owner-only (0600); an export is meant to be shared
-            os.chmod(tmp / name, mode)
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _default_file_mode() -> int:
-    """The mode a new file gets under this process' umask (``open()``'s 0o666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def check_repo_id(repo_id: str) -> str:

@@ -14,8 +14,8 @@ at batch 1 runs a whole subnet about 30% faster than its parts add up to (0 of 2
 smallest, a middle one, the largest: ``calibrate``) and fits the straight line from the sum of
 parts to the whole-model time (``measured = scale * sum + offset``, least squares). Predictions
 go through the line only when the plain sum misses those subnets by more than
-:data:`~ovo.latency.calibration.CALIBRATION_THRESHOLD` on average: a line through three timed points also carries their
-timing noise (torch at batch 64: 2.9% mean error as a plain sum, 6.5% through the line). The
+``CALIBRATION_THRESHOLD`` (:mod:`ovo.latency.calibration`) on average: a line through three
+timed points also carries their timing noise (torch at batch 64: 2.9% mean error as a plain sum, 6.5% through the line). The
 line is monotone (the scale is kept positive), so the order of subnets by predicted latency is
 the sum's either way.
 
