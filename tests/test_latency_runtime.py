@@ -318,7 +318,7 @@ def test_without_onnxruntime_the_runtime_is_one_line(tmp_path, capsys, monkeypat
 
 
 # ---- the validation benchmark ---------------------------------------------------------------
-@pytest.mark.slow  # 10 to 40 s on 2 shared cores: seven small ONNX exports, four tables
+@pytest.mark.slow  # 10 to 40 s on 2 shared cores: nine small ONNX exports, four tables
 def test_the_runtime_latency_benchmark_runs(tmp_path, capsys, monkeypatch):
     import importlib.util
     import sys
@@ -345,7 +345,8 @@ def test_the_runtime_latency_benchmark_runs(tmp_path, capsys, monkeypatch):
         assert row["conditions"]["runtime"] == runtime and row["conditions"]["batch"] == batch
         assert len(row["subnets"]) == 3 and row["error"]["max_abs_error"] >= 0
         assert all(m > 0 for s in row["subnets"] for m in s["measured_ms"])
-    # each part and subnet exported once, shared by both batch sizes and both timings
+    # each part and subnet exported once, shared by both batch sizes and both timings: two
+    # blocks, stem, head, three validation subnets, two calibration subnets (depth 1 and 2)
     assert sorted(exported) == sorted(p.stem for p in tmp_path.glob("onnx/*/*.onnx"))
-    assert len(exported) == 2 + 1 + 1 + 3
+    assert len(exported) == 2 + 1 + 1 + 3 + 2
     assert "| onnxruntime (CPUExecutionProvider) | 4 |" in capsys.readouterr().out
