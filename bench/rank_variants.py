@@ -11,8 +11,11 @@ resumes from ``last.ckpt``).
     python bench/rank_variants.py --all --seeds 0 1 --trainer gpu --parallel 16 \
         --records docs/rank_cifar10/variants_gpu
 
+    python bench/rank_variants.py --report docs/rank_cifar10/variants_gpu   # table + the rule
+
 The table in the README (section "Can the search trust the supernet?") is built from these
-records; the variants and the rule that picks the default were written there before training.
+records by ``--report``; the variants and the rule that picks the default (``apply_rule``) were
+written there before any variant was trained.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -136,6 +140,111 @@ class Screen:
         return f"{item} done: panel mean {record['panel']['mean_acc1']:.2f}"
 
 
+# ---- report: the variants table and the pre-registered rule ---------------------------------
+PANEL_TOLERANCE = 1.0  # eligible: panel mean at most this far below the default's (seed 0)
+MIN_GAIN = 0.2  # new default: mean in-band tau above the default's by more than this
+
+
+def score(record: dict) -> dict:
+    """One record's scores against the two-seed truth (what the README's table shows)."""
+    summary = record["ranking"]["summary"]
+    band, strat = summary["by_group"]["band"], summary["by_group"]["strat"]
+    depth = {}
+    for r in json.loads(TRUTH.read_text()):
+        depth[r["name"]] = r["arch"]["depth"]
+    inherited = {r["name"]: r["inherited_acc1"] for r in record["ranking"]["rows"]}
+    in_band = [n for n, r in zip(inherited, record["ranking"]["rows"]) if r["group"] == "band"]
+    deep = [inherited[n] for n in in_band if depth[n] == max(depth[m] for m in in_band)]
+    wide = [inherited[n] for n in in_band if depth[n] == min(depth[m] for m in in_band)]
+    return {
+        "variant": record["variant"],
+        "seed": record["seed"],
+        "trainer": record.get("trainer", "cpu"),
+        "panel": record["panel"]["mean_acc1"],
+        "band_tau": band["kendall_tau"],
+        "band_ci": band["kendall_tau_ci95"],
+        "overall_tau": summary["inherited_vs_standalone"]["kendall_tau"],
+        "overall_ci": summary["inherited_vs_standalone"]["kendall_tau_ci95"],
+        "strat_tau": strat["kendall_tau"],
+        "family_gap": statistics.mean(deep) - statistics.mean(wide),
+        "train_min": (record["train_wall_s"] - record.get("paused_s", 0)) / 60,
+    }
+
+
+def apply_rule(scores: list[dict]) -> tuple[str | None, list[str]]:
+    """The README's pre-registered rule on one screen (seed 0 screen, seed 1 second seeds).
+
+    Returns the new default's name (None: the default stays) and the reasoning, line by line.
+    """
+    by = {(s["variant"], s["seed"]): s for s in scores}
+    base = by[("default", 0)]["panel"]
+    lines = [f"screen (seed 0): default panel {base:.2f}; eligible within {PANEL_TOLERANCE} point"]
+    seed0 = [s for s in scores if s["seed"] == 0 and s["variant"] != "default"]
+    eligible = [s for s in seed0 if s["panel"] >= base - PANEL_TOLERANCE]
+    for s in sorted(seed0, key=lambda s: -s["band_tau"]):
+        ok = "eligible" if s in eligible else "not eligible"
+        lines.append(
+            f"  {s['variant']}: panel {s['panel']:.2f}, in-band tau {s['band_tau']:+.2f}: {ok}"
+        )
+    # tie-breaker: overall tau (then fewer passes per step, which no tie here has needed)
+    best = sorted(eligible, key=lambda s: (-s["band_tau"], -s["overall_tau"]))[:2]
+    lines.append("second seed for: default, " + ", ".join(s["variant"] for s in best))
+
+    def mean_tau(name: str) -> float | None:
+        runs = [by.get((name, seed)) for seed in (0, 1)]
+        return None if None in runs else statistics.mean(r["band_tau"] for r in runs)
+
+    default_mean = mean_tau("default")
+    if default_mean is None:
+        return None, [*lines, "the default's second seed is missing: the rule cannot be applied"]
+    lines.append(f"default: mean in-band tau {default_mean:+.2f}")
+    winner = None
+    for s in sorted(best, key=lambda s: -(mean_tau(s["variant"]) or -9)):
+        mean = mean_tau(s["variant"])
+        if mean is None:
+            lines.append(f"  {s['variant']}: second seed missing")
+            continue
+        overall = [by[(s["variant"], seed)]["overall_tau"] for seed in (0, 1)]
+        gain_ok, overall_ok = mean - default_mean > MIN_GAIN, min(overall) > 0
+        lines.append(
+            f"  {s['variant']}: mean in-band tau {mean:+.2f} (gain {mean - default_mean:+.2f}, "
+            f"needs > {MIN_GAIN}: {'yes' if gain_ok else 'no'}); overall tau "
+            f"{overall[0]:+.2f} / {overall[1]:+.2f} (needs > 0 in both: "
+            f"{'yes' if overall_ok else 'no'})"
+        )
+        if winner is None and gain_ok and overall_ok:
+            winner = s["variant"]
+    lines.append(f"new default: {winner}" if winner else "the default stays as it is")
+    return winner, lines
+
+
+def report(folder: Path) -> None:
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/seed*.json"))]
+    scores = [score(r) for r in records if "ranking" in r]
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    scores.sort(key=lambda s: (order[s["variant"]], s["seed"]))
+    for s in scores:
+        band, overall = s["band_ci"], s["overall_ci"]
+        print(
+            f"| `{s['variant']}` | {s['seed']} | {s['trainer']} | {s['panel']:.2f} | "
+            f"{s['band_tau']:+.2f} ({band[0]:+.2f}, {band[1]:+.2f}) | "
+            f"{s['overall_tau']:+.2f} ({overall[0]:+.2f}, {overall[1]:+.2f}) | "
+            f"{s['strat_tau']:+.2f} | {s['family_gap']:+.2f} | {s['train_min']:.1f} |"
+        )
+    print()
+    for name in VARIANTS:
+        mine = [s for s in scores if s["variant"] == name]
+        if len(mine) > 1:
+            keys = ("panel", "band_tau", "overall_tau", "family_gap")
+            means = {k: statistics.mean(s[k] for s in mine) for k in keys}
+            print(
+                f"| `{name}` | {len(mine)} | {means['panel']:.2f} | {means['band_tau']:+.2f} | "
+                f"{means['overall_tau']:+.2f} | {means['family_gap']:+.2f} |"
+            )
+    print()
+    print("\n".join(apply_rule(scores)[1]))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("runs", nargs="*", help="NAME:SEED, NAME one of: " + ", ".join(VARIANTS))
@@ -150,7 +259,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget-s", type=float, default=None, help="start no training after this")
     p.add_argument("--override", nargs="*", default=[], help="extra training overrides (smoke)")
     p.add_argument("--nice", action="store_true", help="run the jobs at nice 10")
+    p.add_argument("--report", type=Path, default=None, help="a records folder: table + rule")
     args = p.parse_args(argv)
+    if args.report is not None:
+        return report(args.report)
     runs = list(args.runs) + [f"{n}:{s}" for s in args.seeds for n in VARIANTS if args.all]
     bad = [r for r in runs if r.count(":") != 1 or r.split(":")[0] not in VARIANTS]
     if bad or not runs:
