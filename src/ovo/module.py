@@ -16,8 +16,6 @@ import numpy as np
 import torch
 from lightning.pytorch.strategies import ParallelStrategy
 from timm.data import Mixup
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from torch import Tensor
 
 from ovo.atomic import atomic_write_json
@@ -31,7 +29,7 @@ from ovo.distill import (
 )
 from ovo.distributed import SupernetDDPStrategy
 from ovo.errors import ConfigError, UserError
-from ovo.optim import check_layer_lr_scale, inverse_usage_scales, scaled_param_groups
+from ovo.optim import build_optimizer, build_scheduler, check_layer_lr_scale
 from ovo.panel import PanelMetrics, build_panel
 from ovo.settings import CompileOptions, check_compile_mode
 from ovo.space import Arch, SearchSpace
@@ -131,7 +129,9 @@ class OVOModule(L.LightningModule):
             self.panel = build_panel(self.space, **(panel or {}))
         self.val_metrics = PanelMetrics(self.panel, self.vit_cfg.num_classes)
         # checked here, so a bad value is one line before anything is built
-        self.layer_lr_scales(check_layer_lr_scale((optimizer or {}).get("layer_lr_scale", "none")))
+        check_layer_lr_scale(
+            (optimizer or {}).get("layer_lr_scale", "none"), fixed_arch is not None
+        )
         self.usage = UsageCounter(self.space) if usage_path else None
         self.usage_epochs: list[dict[str, Any]] = []
         self._step_start: float | None = None
@@ -375,43 +375,23 @@ class OVOModule(L.LightningModule):
 
     def build_optimizer(self, global_batch_size: int) -> torch.optim.Optimizer:
         """timm's optimizer over the supernet, its LR scaled to ``global_batch_size``."""
-        opt_cfg = dict(self.hparams.optimizer or {"opt": "adamw", "lr": 5e-4, "weight_decay": 0.05})
-        lr = float(opt_cfg.pop("lr"))
-        if self.hparams.lr_base_batch_size:
-            lr *= global_batch_size / self.hparams.lr_base_batch_size
-        scales = self.layer_lr_scales(check_layer_lr_scale(opt_cfg.pop("layer_lr_scale", "none")))
-        if scales is None:
-            return create_optimizer_v2(self.net, lr=lr, **opt_cfg)
-        groups = scaled_param_groups(self.net, float(opt_cfg.get("weight_decay", 0.0)), scales)
-        return create_optimizer_v2(groups, lr=lr, **opt_cfg)
-
-    def layer_lr_scales(self, rule: str) -> list[float] | None:
-        """Each block's LR scale under ``optimizer.layer_lr_scale`` (``None``: all 1)."""
-        if rule == "none":
-            return None
-        if self.fixed_arch is not None:
-            raise ConfigError(
-                "optimizer.layer_lr_scale=inverse_usage scales the supernet's layers by how "
-                "often the sampling trains them; fixed_arch trains every layer every step: "
-                "leave it at none"
-            )
-        return inverse_usage_scales(layer_uses_per_step(self.space, self.distill_cfg))
+        uses = (
+            None
+            if self.fixed_arch is not None
+            else layer_uses_per_step(self.space, self.distill_cfg)
+        )
+        return build_optimizer(
+            self.net,
+            self.hparams.optimizer,
+            global_batch_size,
+            self.hparams.lr_base_batch_size,
+            uses,
+        )
 
     def build_scheduler(
         self, optimizer: torch.optim.Optimizer, epochs: int, updates_per_epoch: int
     ) -> Any | None:
-        """timm's scheduler, stepped per optimizer update; ``None`` without a scheduler config."""
-        sched_cfg = dict(self.hparams.scheduler or {})
-        if not sched_cfg:
-            return None
-        scheduler, _ = create_scheduler_v2(
-            optimizer,
-            num_epochs=epochs,
-            step_on_epochs=False,
-            updates_per_epoch=updates_per_epoch,
-            **sched_cfg,
-        )
-        return scheduler
+        return build_scheduler(optimizer, self.hparams.scheduler, epochs, updates_per_epoch)
 
     def check_optimization(self, global_batch_size: int, epochs: int) -> None:
         """Build the optimizer and scheduler once, before fitting, so that a value they refuse

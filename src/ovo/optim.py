@@ -1,4 +1,5 @@
-"""Per-layer learning-rate scales for the supernet's optimizer (``optimizer.layer_lr_scale``).
+"""The supernet's optimizer and scheduler: timm's factories, the LR scaled to the global batch,
+and per-layer learning-rate scales (``optimizer.layer_lr_scale``).
 
 Under weight sharing a deep layer is trained by fewer of a step's subnets than a shallow one
 (:func:`ovo.distill.layer_uses_per_step`). ``inverse_usage`` gives each block's parameters the
@@ -12,21 +13,32 @@ every LR they set; without a scheduler the module applies them once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from timm.optim import param_groups_weight_decay
+import torch
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from ovo.errors import ConfigError
+
+DEFAULT_OPTIMIZER = {"opt": "adamw", "lr": 5e-4, "weight_decay": 0.05}
 
 LayerLRScale = Literal["none", "inverse_usage"]
 LAYER_LR_SCALE_CAP = 4.0  # a layer a step almost never trains must not get an unbounded LR
 
 
-def check_layer_lr_scale(value: str) -> LayerLRScale:
+def check_layer_lr_scale(value: str, fixed_arch: bool = False) -> LayerLRScale:
+    """The checked ``optimizer.layer_lr_scale``; refused with a fixed arch, which trains every
+    layer every step."""
     if value not in ("none", "inverse_usage"):
         raise ConfigError(f"optimizer.layer_lr_scale={value!r}: use none or inverse_usage")
+    if value != "none" and fixed_arch:
+        raise ConfigError(
+            f"optimizer.layer_lr_scale={value} scales the supernet's layers by how often the "
+            "sampling trains them; fixed_arch trains every layer every step: leave it at none"
+        )
     return value  # type: ignore[return-value]
 
 
@@ -52,3 +64,45 @@ def scaled_param_groups(
             groups.setdefault(key, {"params": [], "weight_decay": key[0], "lr_scale": scale})
             groups[key]["params"].append(p)
     return list(groups.values())
+
+
+def build_optimizer(
+    net: nn.Module,
+    cfg: Mapping[str, Any] | None,
+    global_batch_size: int,
+    lr_base_batch_size: int | None,
+    layer_uses: Sequence[float] | None,
+) -> torch.optim.Optimizer:
+    """timm's optimizer over ``net`` from the ``optimizer`` config, its LR scaled to
+    ``global_batch_size / lr_base_batch_size`` (unscaled when that is unset). ``layer_uses``:
+    each block's expected uses per step under the sampling rule, for ``layer_lr_scale``
+    (``None``: a fixed arch, which trains every layer every step)."""
+    opt_cfg = dict(cfg or DEFAULT_OPTIMIZER)
+    lr = float(opt_cfg.pop("lr"))
+    if lr_base_batch_size:
+        lr *= global_batch_size / lr_base_batch_size
+    rule = check_layer_lr_scale(opt_cfg.pop("layer_lr_scale", "none"), layer_uses is None)
+    if rule == "none" or layer_uses is None:
+        return create_optimizer_v2(net, lr=lr, **opt_cfg)
+    weight_decay = float(opt_cfg.get("weight_decay", 0.0))
+    groups = scaled_param_groups(net, weight_decay, inverse_usage_scales(layer_uses))
+    return create_optimizer_v2(groups, lr=lr, **opt_cfg)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    cfg: Mapping[str, Any] | None,
+    epochs: int,
+    updates_per_epoch: int,
+) -> Any | None:
+    """timm's scheduler, stepped per optimizer update; ``None`` without a scheduler config."""
+    if not cfg:
+        return None
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        num_epochs=epochs,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+        **dict(cfg),
+    )
+    return scheduler
