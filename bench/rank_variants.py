@@ -3,9 +3,10 @@
 For every ``NAME:SEED`` it trains ``experiment=rank_cifar10_nano`` + the variant's overrides
 (usage counts on), scores ``last.ckpt`` on the 22-subnet panel plus the depth x embed grid
 (``ovo.evaluate``, val split), then re-reports ``ovo.rank`` on the 16 archs against the committed
-two-seed standalone truth (trains nothing). Each finished step is written at once to
-``<records>/<name>/seed<S>.json``, so a stopped screen resumes where it stopped (training
-resumes from ``last.ckpt``).
+two-seed standalone truth (trains nothing). The three phases run ``--parallel`` jobs at a time
+through :class:`ovo.jobs.Pool` (finished jobs skipped, an interrupted training resumed from its
+``last.ckpt``); a run's record, ``<records>/<name>/seed<S>.json``, is written as each of its
+phases ends, so a stopped screen loses nothing it finished.
 
     python bench/rank_variants.py default:0 sandwich:0            # CPU, 2 side by side
     python bench/rank_variants.py --all --seeds 0 1 --trainer gpu --parallel 16 \
@@ -22,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+from ovo.jobs import Job, JobFailed, Pool, python_module
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH = REPO / "docs/rank_cifar10/standalone/results.json"
@@ -50,94 +50,136 @@ GRID = [(e, d) for e in (64, 96, 128) for d in (4, 5, 6)]
 TRAINERS = {"cpu": [], "gpu": ["trainer=gpu", "trainer.precision=32-true"]}
 
 
+def grid_files(folder: Path) -> list[Path]:
+    """The grid's archs as YAML files ``ovo.evaluate`` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for e, d in GRID:
+        path = folder / f"grid_e{e}_d{d}.yaml"
+        path.write_text(f"embed_dim: {e}\ndepth: {d}\nnum_heads: 3\nmlp_ratio: 3.0\n")
+        paths.append(path)
+    return paths
+
+
 class Screen:
+    """The screen's runs in three phases (train, panel, rank), each a :class:`ovo.jobs.Pool` of
+    jobs; a run's record is written as each of its phases ends. A failed job is reported and
+    its run left out of the later phases; the others go on."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.lock = threading.Lock()
-        self.env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "WANDB_MODE": "disabled"}
-        self.grid = []
-        args.runs_dir.mkdir(parents=True, exist_ok=True)
-        for e, d in GRID:
-            path = args.runs_dir / f"grid_e{e}_d{d}.yaml"
-            path.write_text(f"embed_dim: {e}\ndepth: {d}\nnum_heads: 3\nmlp_ratio: 3.0\n")
-            self.grid.append(path)
+        self.grid = grid_files(args.runs_dir)
+        self.pool = Pool(args.parallel, args.threads, tag="rank_variants")
+        self.prefix = ("nice", "-n", "10") if args.nice else ()
 
-    def sh(self, cmd: list[str], log: Path) -> int:
-        with open(log, "a") as f:
-            f.write(f"\n$ {' '.join(cmd)}\n")
-            f.flush()
-            nice = ["nice", "-n", "10"] if self.args.nice else []
-            run = subprocess.run([*nice, *cmd], stdout=f, stderr=subprocess.STDOUT, env=self.env)
-            return run.returncode
+    def job(self, name: str, run: Path, module: str, *args: str) -> Job:
+        train = module == "ovo.train"
+        return Job(
+            name,
+            (*self.prefix, *python_module(module, *args, f"hydra.run.dir={run}")),
+            run,
+            log_name="driver.log",
+            resume_file="checkpoints/last.ckpt" if train else None,
+            resume_args=("ckpt_path=last",),
+            env={"WANDB_MODE": "disabled"},
+        )
 
-    def save(self, path: Path, record: dict) -> None:
+    def record(self, item: str) -> tuple[Path, dict[str, Any]]:
+        name, seed = item.split(":")
+        path = self.args.records / name / f"seed{seed}.json"
+        record = json.loads(path.read_text()) if path.exists() else {}
+        for key, value in (
+            ("variant", name),
+            ("overrides", VARIANTS[name]),
+            ("seed", int(seed)),
+            ("recipe", RECIPE),
+            ("trainer", self.args.trainer),
+            ("threads", self.args.threads),
+        ):
+            record.setdefault(key, value)
+        return path, record
+
+    def save(self, path: Path, record: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1) + "\n")
-        if self.args.bundle is None:
-            return
-        with self.lock:  # one file holding every record, for machines that return few files
-            bundle = sorted(self.args.records.glob("*/seed*.json"))
-            data = {f"{p.parent.name}:{p.stem}": json.loads(p.read_text()) for p in bundle}
+        if self.args.bundle is not None:  # every record in one file, for machines that return few
+            found = sorted(self.args.records.glob("*/seed*.json"))
+            data = {f"{p.parent.name}:{p.stem}": json.loads(p.read_text()) for p in found}
             self.args.bundle.write_text(json.dumps(data, indent=1) + "\n")
 
-    def one(self, item: str) -> str:
-        name, seed = item.split(":")
-        seed, py = int(seed), sys.executable
-        run = self.args.runs_dir / f"{name}-s{seed}"
-        run.mkdir(parents=True, exist_ok=True)
-        path = self.args.records / name / f"seed{seed}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = json.loads(path.read_text()) if path.exists() else {}
-        record.setdefault("variant", name)
-        record.setdefault("overrides", VARIANTS[name])
-        record.setdefault("seed", seed)
-        record.setdefault("recipe", RECIPE)
-        record.setdefault("trainer", self.args.trainer)
-        record.setdefault("threads", self.args.threads)
-        ckpt, log = run / "checkpoints/last.ckpt", run / "driver.log"
-        if "train_wall_s" not in record:
-            if time.time() > self.args.deadline:
-                return f"{item} not started (deadline)"
-            cmd = [py, "-m", "ovo.train", RECIPE, *VARIANTS[name], *TRAINERS[self.args.trainer]]
-            cmd += [f"seed={seed}", f"hydra.run.dir={run}", "logger=csv", "usage_counts=true"]
-            cmd += self.args.override
-            if ckpt.exists():
-                cmd.append("ckpt_path=last")
-            start = time.time()
-            if self.sh(cmd, log):
-                return f"{item} train failed (see {log})"
-            record["train_wall_s"] = round(time.time() - start, 1)
-            head = ["git", "rev-parse", "--short", "HEAD"]
-            git = subprocess.run(head, cwd=REPO, capture_output=True, text=True)
-            record["commit"] = git.stdout.strip() or None
-            usage = json.loads((run / "usage.json").read_text())["epochs"]
-            record["usage_last_epoch"] = usage[-1]
-            self.save(path, record)
-        if "panel" not in record:
-            archs = ",".join(["min", "max", "random:20", *map(str, self.grid)])
-            out = run / "panel"
-            cmd = [py, "-m", "ovo.evaluate", f"ckpt_path={ckpt}", f"arch=[{archs}]", "split=val"]
-            if self.sh([*cmd, f"hydra.run.dir={out}"], log):
-                return f"{item} panel failed (see {log})"
-            rows = json.loads((out / "evaluation.json").read_text())["rows"]
-            keep = ("name", "arch", "acc1", "params")
-            record["panel_rows"] = [{k: r.get(k) for k in keep} for r in rows]
-            panel = [r["acc1"] for r in rows if not str(r.get("name", "")).startswith("grid_")]
-            record["panel"] = {"n": len(panel), "mean_acc1": sum(panel) / len(panel)}
-            self.save(path, record)
-        if "ranking" not in record:
-            out = run / "rank"
-            cmd = [py, "-m", "ovo.rank", f"ckpt_path={ckpt}", "archs=[band:12@0.5M,stratified:4]"]
-            cmd += ["standalone.seeds=[0,1]", f"standalone.results={TRUTH}", "wandb.enabled=false"]
-            if self.sh([*cmd, f"hydra.run.dir={out}"], log):
-                return f"{item} rank failed (see {log})"
-            ranking = json.loads((out / "ranking.json").read_text())
-            keep = ("name", "inherited_acc1", "standalone_acc1", "params", "group")
-            record["ranking"] = {
-                "summary": ranking["summary"],
-                "rows": [{k: r.get(k) for k in keep} for r in ranking["rows"]],
+    def phase(self, key: str, items: list[str], make: Any, read: Any) -> None:
+        """Run ``make(item, run_dir)``'s job for every item whose record lacks ``key``, then
+        store ``read(job)`` under the record of each job that finished."""
+        todo = {}
+        for item in items:
+            path, record = self.record(item)
+            if key not in record:
+                name, seed = item.split(":")
+                todo[item] = make(item, self.args.runs_dir / f"{name}-s{seed}")
+        try:
+            self.pool.run(list(todo.values()))
+        except JobFailed as err:  # the others ran to the end: keep what they made
+            print(f"rank_variants: {err}", file=sys.stderr, flush=True)
+        for item, job in todo.items():
+            if job.done() is not None:
+                path, record = self.record(item)
+                record.update(read(job))
+                self.save(path, record)
+
+    def run(self, items: list[str]) -> None:
+        trainer = TRAINERS[self.args.trainer]
+
+        def train(item: str, run: Path) -> Job:
+            name, seed = item.split(":")
+            args = [RECIPE, *VARIANTS[name], *trainer, f"seed={seed}", "logger=csv"]
+            return self.job(item, run, "ovo.train", *args, "usage_counts=true", *self.args.override)
+
+        def trained(job: Job) -> dict[str, Any]:
+            git = ["git", "rev-parse", "--short", "HEAD"]
+            commit = subprocess.run(git, cwd=REPO, capture_output=True, text=True).stdout.strip()
+            usage = json.loads((job.run_dir / "usage.json").read_text())["epochs"]
+            return {
+                "train_wall_s": job.done()["wall_s"],
+                "commit": commit or None,
+                "usage_last_epoch": usage[-1],
             }
-            self.save(path, record)
-        return f"{item} done: panel mean {record['panel']['mean_acc1']:.2f}"
+
+        def panel(item: str, run: Path) -> Job:
+            archs = ",".join(["min", "max", "random:20", *map(str, self.grid)])
+            ckpt = run / "checkpoints/last.ckpt"
+            args = [f"ckpt_path={ckpt}", f"arch=[{archs}]", "split=val"]
+            return self.job(f"{item} panel", run / "panel", "ovo.evaluate", *args)
+
+        def scored(job: Job) -> dict[str, Any]:
+            rows = json.loads((job.run_dir / "evaluation.json").read_text())["rows"]
+            keep = ("name", "arch", "acc1", "params")
+            panel = [r["acc1"] for r in rows if not str(r.get("name", "")).startswith("grid_")]
+            return {
+                "panel_rows": [{k: r.get(k) for k in keep} for r in rows],
+                "panel": {"n": len(panel), "mean_acc1": sum(panel) / len(panel)},
+            }
+
+        def rank(item: str, run: Path) -> Job:
+            ckpt = run / "checkpoints/last.ckpt"
+            args = [f"ckpt_path={ckpt}", "archs=[band:12@0.5M,stratified:4]"]
+            args += ["standalone.seeds=[0,1]", f"standalone.results={TRUTH}"]
+            return self.job(f"{item} rank", run / "rank", "ovo.rank", *args, "wandb.enabled=false")
+
+        def ranked(job: Job) -> dict[str, Any]:
+            ranking = json.loads((job.run_dir / "ranking.json").read_text())
+            keep = ("name", "inherited_acc1", "standalone_acc1", "params", "group")
+            rows = [{k: r.get(k) for k in keep} for r in ranking["rows"]]
+            return {"ranking": {"summary": ranking["summary"], "rows": rows}}
+
+        self.phase("train_wall_s", items, train, trained)
+        ready = [i for i in items if "train_wall_s" in self.record(i)[1]]
+        self.phase("panel", ready, panel, scored)
+        self.phase("ranking", ready, rank, ranked)
+        for item in items:
+            record = self.record(item)[1]
+            done = "ranking" in record
+            mean = f"panel mean {record['panel']['mean_acc1']:.2f}" if "panel" in record else ""
+            print(f"{item}: {'done' if done else 'not finished'} {mean}".rstrip(), flush=True)
 
 
 # ---- report: the variants table and the pre-registered rule ---------------------------------
@@ -256,7 +298,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--records", type=Path, default=REPO / "docs/rank_cifar10/variants")
     p.add_argument("--runs-dir", type=Path, default=REPO / "outputs/rank_variants")
     p.add_argument("--bundle", type=Path, default=None, help="also keep every record in one file")
-    p.add_argument("--budget-s", type=float, default=None, help="start no training after this")
     p.add_argument("--override", nargs="*", default=[], help="extra training overrides (smoke)")
     p.add_argument("--nice", action="store_true", help="run the jobs at nice 10")
     p.add_argument("--report", type=Path, default=None, help="a records folder: table + rule")
@@ -267,11 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     bad = [r for r in runs if r.count(":") != 1 or r.split(":")[0] not in VARIANTS]
     if bad or not runs:
         p.error(f"expected NAME:SEED with NAME one of {', '.join(VARIANTS)} (got {bad or 'none'})")
-    args.deadline = time.time() + (args.budget_s or float("inf"))
-    screen = Screen(args)
-    with ThreadPoolExecutor(args.parallel) as pool:
-        for line in pool.map(screen.one, runs):
-            print(line, flush=True)
+    Screen(args).run(runs)
 
 
 if __name__ == "__main__":
