@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +15,17 @@ from omegaconf import DictConfig, open_dict
 from ovo.paths import conf_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_bench_script(filename: str, name: str):
+    """``bench/<filename>`` imported as module ``name`` (registered in ``sys.modules`` first:
+    the scripts' dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # A supernet step that takes milliseconds: nano space, 32px fake data, patch 8.
 FAST = [

@@ -1,6 +1,4 @@
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
@@ -8,16 +6,12 @@ import torch
 import ovo.distill
 import ovo.distributed
 
-from helpers import REPO
+from helpers import load_bench_script
 
 
 def load_bench():
     """``bench/run.py`` as a module (it puts ``bench/`` on the path for its package)."""
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = bench
-    spec.loader.exec_module(bench)
-    return bench
+    return load_bench_script("run.py", "bench_run")
 
 
 def counting(monkeypatch, owner, name: str) -> list:

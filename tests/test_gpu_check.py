@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -11,15 +10,11 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, load_bench_script
 
 
 def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("gpu_check.py", "gpu_check")
 
 
 def test_smoke_runs_every_stage_on_the_cpu(tmp_path):

@@ -18,7 +18,7 @@ from ovo.space import Arch, SearchSpace
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 
-from helpers import REPO, run_module
+from helpers import load_bench_script, run_module
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -320,8 +320,6 @@ def test_without_onnxruntime_the_runtime_is_one_line(tmp_path, capsys, monkeypat
 # ---- the validation benchmark ---------------------------------------------------------------
 @pytest.mark.slow  # 10 to 40 s on 2 shared cores: nine small ONNX exports, four tables
 def test_the_runtime_latency_benchmark_runs(tmp_path, capsys, monkeypatch):
-    import importlib.util
-    import sys
 
     from ovo.export import formats
 
@@ -332,12 +330,7 @@ def test_the_runtime_latency_benchmark_runs(tmp_path, capsys, monkeypatch):
         "write_onnx",
         lambda p, x, path: (exported.append(path.stem), write_onnx(p, x, path)),
     )
-    spec = importlib.util.spec_from_file_location(
-        "latency_runtimes", REPO / "bench" / "latency_runtimes.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["latency_runtimes"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench_script("latency_runtimes.py", "latency_runtimes")
     report = bench.main(["--quick", "--out", str(tmp_path)])
     rows = {(r["runtime"], r["batch"]): r for r in report["rows"]}
     assert set(rows) == {(r, b) for r in ("torch", "onnxruntime") for b in (1, 4)}

@@ -1,26 +1,12 @@
 """Issue 20's screen driver: each variant is the recipe plus what the README says, and the
 pre-registered rule picks (or keeps) the default as written."""
 
-import importlib.util
-import sys
-
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import REPO, compose_cfg
+from helpers import REPO, compose_cfg, load_bench_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "ovo_rank_variants", REPO / "bench" / "rank_variants.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ovo_rank_variants"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-RV = _load()
+RV = load_bench_script("rank_variants.py", "ovo_rank_variants")
 
 # what each variant's overrides must change in the composed recipe (README, pre-registered)
 EXPECTED = {

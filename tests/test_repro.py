@@ -1,15 +1,13 @@
 """The CIFAR-10 reproduction: its preset trains on the real images, its script runs end to end."""
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from ovo.commands.train import train
 
 from data_fixtures import CIFAR10_ZIP, extract_cifar10_subset
-from helpers import REPO, compose_cfg
+from helpers import compose_cfg, load_bench_script
 
 needs_cifar10 = pytest.mark.skipif(
     not CIFAR10_ZIP.is_file(), reason=f"{CIFAR10_ZIP} is not on this machine"
@@ -17,13 +15,7 @@ needs_cifar10 = pytest.mark.skipif(
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "ovo_repro_cifar10", REPO / "bench" / "repro_cifar10.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ovo_repro_cifar10"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("repro_cifar10.py", "ovo_repro_cifar10")
 
 
 @needs_cifar10

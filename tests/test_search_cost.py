@@ -329,15 +329,10 @@ def test_latency_mistakes_are_one_line(checkpoint, tmp_path, capsys):
 
 @pytest.mark.slow  # three real commands in subprocesses
 def test_the_search_cost_benchmark_runs(checkpoint, tmp_path):
-    import importlib.util
-    import sys
 
-    from helpers import REPO
+    from helpers import load_bench_script
 
-    spec = importlib.util.spec_from_file_location("search_cost", REPO / "bench" / "search_cost.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["search_cost"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench_script("search_cost.py", "search_cost")
     report = bench.main(
         [
             "--ckpt",
