@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     for a, p, m1, m2 in zip(archs, predicted, first, second)
                 ],
                 "median_measured_ms": statistics.median(first),
-                "calibration": table.calibration,
+                "calibration": table.calibration and table.calibration.to_dict(),
                 "sum_of_parts_error": error_summary([p / m - 1 for p, m in zip(parts, first)]),
                 **compare(predicted, first, second),
             }

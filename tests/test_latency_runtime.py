@@ -178,10 +178,17 @@ def test_a_calibrated_table_predicts_through_its_line(tmp_path):
     # a line fitted but not applied (the plain sum was within 10% of the whole subnets)
     kept = LatencyTable.from_dict(data | {"calibration": data["calibration"] | {"applied": False}})
     assert kept.predict(arch) == plain.predict(arch)
+    # written and read back, a calibrated table is the same value with the same fingerprint
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again == table and again.fingerprint() == table.fingerprint()
     data["calibration"]["scale"] = -1.0
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="damaged latency table"):
         LatencyTable.from_dict(data, str(path))
+    # whether the line is used is recorded, never guessed
+    unsaid = {k: v for k, v in data["calibration"].items() if k != "applied"} | {"scale": 0.7}
+    with pytest.raises(ConfigError, match="damaged latency table"):
+        LatencyTable.from_dict(data | {"calibration": unsaid}, str(path))
     nano = SearchSpace([64, 96, 128], [4, 5, 6], [2, 3, 4], [2.0, 3.0, 4.0])
     assert calibration_archs(nano, 3) == [
         nano.min_arch,

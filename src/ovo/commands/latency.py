@@ -101,13 +101,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"predicted: {table.fastest(space):.3g} ms (fastest arch) to "
         f"{table.predict(space.max_arch):.3g} ms (max arch)",
     ]
-    if table.calibration:
-        c = table.calibration
-        used = "used" if c.get("applied", True) else "not used"
+    c = table.calibration
+    if c is not None and c.sum_of_parts_miss is not None:
         lines.append(
-            f"calibration on {len(c['archs'])} whole subnets: the sum of parts misses them by "
-            f"{100 * c['sum_of_parts_miss']:.1f}% on average; line measured = {c['scale']:.3f} x "
-            f"sum {c['offset_ms']:+.3g} ms ({used}: above "
+            f"calibration on {len(c.archs)} whole subnets: the sum of parts misses them by "
+            f"{100 * c.sum_of_parts_miss:.1f}% on average; line measured = {c.scale:.3f} x "
+            f"sum {c.offset_ms:+.3g} ms ({'used' if c.applied else 'not used'}: above "
             f"{100 * CALIBRATION_THRESHOLD:.0f}% only)"
         )
     if cfg.verify:

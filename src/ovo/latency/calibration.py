@@ -3,7 +3,8 @@ whole-model time, fitted on a few whole subnets (:func:`ovo.latency.table.measur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ovo.space import Arch, SearchSpace
@@ -12,14 +13,47 @@ from ovo.space import Arch, SearchSpace
 CALIBRATION_THRESHOLD = 0.10
 
 
-def read_calibration(data: Any) -> dict[str, Any] | None:
-    """A table file's calibration (``None``: tables written before calibration, or without)."""
-    if data is None:
-        return None
-    scale, offset = float(data["scale"]), float(data["offset_ms"])
-    if not scale > 0:
-        raise ValueError(f"calibration scale {scale} must be positive")
-    return {**data, "scale": scale, "offset_ms": offset}
+@dataclass(frozen=True)
+class Calibration:
+    """The line ``whole-model ms = scale * sum of parts + offset_ms`` fitted on a table's
+    calibration subnets, and whether predictions go through it (``applied``: the plain sum
+    missed those subnets by more than :data:`CALIBRATION_THRESHOLD`). The subnets, their sums
+    and their measured times are kept for the record."""
+
+    scale: float
+    offset_ms: float
+    applied: bool
+    sum_of_parts_miss: float | None = None
+    archs: tuple[dict[str, Any], ...] = ()
+    parts_ms: tuple[float, ...] = ()
+    measured_ms: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:  # a decreasing line would reorder subnets
+            raise ValueError(f"calibration scale {self.scale} must be positive")
+
+    def __call__(self, sum_of_parts_ms: float) -> float:
+        """The predicted whole-model milliseconds of a subnet whose parts add up to this."""
+        if not self.applied:
+            return sum_of_parts_ms
+        return self.scale * sum_of_parts_ms + self.offset_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """A table file's calibration (``applied`` must be there: no default is guessed)."""
+        miss = data.get("sum_of_parts_miss")
+        return cls(
+            float(data["scale"]),
+            float(data["offset_ms"]),
+            bool(data["applied"]),
+            None if miss is None else float(miss),
+            tuple(dict(a) for a in data.get("archs", ())),
+            tuple(float(v) for v in data.get("parts_ms", ())),
+            tuple(float(v) for v in data.get("measured_ms", ())),
+        )
 
 
 def fit_calibration(parts_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:

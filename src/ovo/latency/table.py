@@ -15,9 +15,9 @@ smallest, a middle one, the largest: ``calibrate``) and fits the straight line f
 parts to the whole-model time (``measured = scale * sum + offset``, least squares). Predictions
 go through the line only when the plain sum misses those subnets by more than
 ``CALIBRATION_THRESHOLD`` (:mod:`ovo.latency.calibration`) on average: a line through three
-timed points also carries their timing noise (torch at batch 64: 2.9% mean error as a plain sum, 6.5% through the line). The
-line is monotone (the scale is kept positive), so the order of subnets by predicted latency is
-the sum's either way.
+timed points also carries their timing noise (torch at batch 64: 2.9% mean error as a plain
+sum, 6.5% through the line). The line is monotone (the scale is kept positive), so the order of
+subnets by predicted latency is the sum's either way.
 
 Parts are timed in PyTorch eager or, exported to ONNX, in ONNX Runtime (the table's
 ``runtime`` and ``provider``: :mod:`ovo.latency.runtime`); a table without them (written before
@@ -45,9 +45,9 @@ import torch
 from ovo.errors import ConfigError
 from ovo.latency.calibration import (
     CALIBRATION_THRESHOLD,
+    Calibration,
     calibration_archs,
     fit_calibration,
-    read_calibration,
 )
 from ovo.latency.runtime import Head, Stem, runtime_problem, timer_for
 from ovo.space import Arch, SearchSpace, mlp_hidden
@@ -90,8 +90,7 @@ class LatencyTable:
     block_ms: dict[tuple[int, int, int], float]
     head_ms: dict[int, float]
     path: str = field(default="", compare=False)
-    # {"scale", "offset_ms", "archs", "parts_ms", "measured_ms"}; None: the sum of parts as is
-    calibration: dict[str, Any] | None = None
+    calibration: Calibration | None = None  # None: the sum of parts as is
 
     @property
     def runtime(self) -> str:
@@ -109,10 +108,7 @@ class LatencyTable:
         """Predicted milliseconds of ``arch`` exported and run under the table's conditions:
         the sum of its parts through the table's calibration line."""
         total = self.sum_of_parts(arch)
-        c = self.calibration
-        if c is None or not c.get("applied", True):
-            return total
-        return c["scale"] * total + c["offset_ms"]
+        return total if self.calibration is None else self.calibration(total)
 
     def sum_of_parts(self, arch: Arch) -> float:
         """Milliseconds of ``arch``'s stem, blocks and head as timed alone, added up."""
@@ -217,7 +213,7 @@ class LatencyTable:
             "head_ms": {str(e): v for e, v in sorted(self.head_ms.items())},
         }
         if self.calibration is not None:  # absent, a table reads and hashes as it always did
-            data["calibration"] = self.calibration
+            data["calibration"] = self.calibration.to_dict()
         return data
 
     @classmethod
@@ -239,7 +235,9 @@ class LatencyTable:
                 },
                 {int(e): float(v) for e, v in data["head_ms"].items()},
                 path,
-                read_calibration(data.get("calibration")),
+                None
+                if data.get("calibration") is None
+                else Calibration.from_dict(data["calibration"]),
             )
         except (KeyError, ValueError, AttributeError) as err:
             raise ConfigError(f"{path} is a damaged latency table ({err}); rebuild it") from err
@@ -378,15 +376,15 @@ def measure_table(
     parts = [table.sum_of_parts(a) for a in archs]
     scale, offset = fit_calibration(parts, measured)
     miss = statistics.fmean(abs(p / m - 1) for p, m in zip(parts, measured))
-    calibration = {
-        "applied": miss > CALIBRATION_THRESHOLD,
-        "sum_of_parts_miss": miss,
-        "scale": scale,
-        "offset_ms": offset,
-        "archs": [a.to_dict() for a in archs],
-        "parts_ms": parts,
-        "measured_ms": measured,
-    }
+    calibration = Calibration(
+        scale,
+        offset,
+        applied=miss > CALIBRATION_THRESHOLD,
+        sum_of_parts_miss=miss,
+        archs=tuple(a.to_dict() for a in archs),
+        parts_ms=tuple(parts),
+        measured_ms=tuple(measured),
+    )
     return LatencyTable(conditions, stem_ms, block_ms, head_ms, calibration=calibration)
 
 
