@@ -26,6 +26,7 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +108,18 @@ class Screen:
             data = {f"{p.parent.name}:{p.stem}": json.loads(p.read_text()) for p in found}
             self.args.bundle.write_text(json.dumps(data, indent=1) + "\n")
 
-    def phase(self, key: str, items: list[str], make: Any, read: Any) -> None:
+    def phase(
+        self,
+        key: str,
+        items: list[str],
+        make: Callable[[str, Path], Job],
+        read: Callable[[Job], dict[str, Any]],
+    ) -> None:
         """Run ``make(item, run_dir)``'s job for every item whose record lacks ``key``, then
         store ``read(job)`` under the record of each job that finished."""
         todo = {}
         for item in items:
-            path, record = self.record(item)
-            if key not in record:
+            if key not in self.record(item)[1]:
                 name, seed = item.split(":")
                 todo[item] = make(item, self.args.runs_dir / f"{name}-s{seed}")
         try:
