@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-import ovo.distill
-import ovo.distributed
+import ovo.training.ddp
+import ovo.training.distill
 
 from helpers import load_bench_script
 
@@ -38,7 +38,7 @@ def test_bench_quick_runs_every_row(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(fixture, "SuperViT", CountedSuperViT)
-    losses = counting(monkeypatch, ovo.distill, "step_losses")
+    losses = counting(monkeypatch, ovo.training.distill, "step_losses")
     out = tmp_path / "bench.json"
     rows = bench.main(["--quick", "--device", "cpu", "--out", str(out)])
     # one setting, one shared supernet; a second only where a row compares two (the proxy's
@@ -75,7 +75,7 @@ def test_bench_ddp_times_the_strategy_all_reduce(tmp_path, monkeypatch):
     load_bench()
     from ovo_bench import ddp
 
-    calls = counting(monkeypatch, ovo.distributed, "average_gradients")
+    calls = counting(monkeypatch, ovo.training.ddp, "average_gradients")
     out, threads = tmp_path / "seconds.json", torch.get_num_threads()
     try:
         ddp.child(0, 1, str(tmp_path / "init"), "ovo_ddp", "32px/p4/b4", True, 1, str(out))

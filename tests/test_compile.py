@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch._dynamo
 
-from ovo.distill import DistillConfig, label_loss, sample_step_archs, step_losses
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.compile import compiled_graph_count
+from ovo.training.distill import DistillConfig, label_loss, sample_step_archs, step_losses
 
 from helpers import FAST, run_module
 

@@ -15,14 +15,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
-import ovo.distributed
-from ovo.distill import label_loss
-from ovo.distributed import RankMismatchError, SupernetDDPStrategy, average_gradients
+import ovo.training.ddp
 from ovo.errors import ConfigError
-from ovo.module import NonFiniteLossError, OVOModule
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.grads import SliceGrads
+from ovo.training.ddp import RankMismatchError, SupernetDDPStrategy, average_gradients
+from ovo.training.distill import label_loss
+from ovo.training.module import NonFiniteLossError, OVOModule
 
 from helpers import FAST, run_module
 
@@ -112,12 +112,12 @@ def _worker(rank: int, port: int, out: str) -> None:
     )
     torch.set_num_threads(1)
     result = {"real": weights(fit(rank, WORLD))}
-    real = ovo.distributed.average_gradients
-    ovo.distributed.average_gradients = lambda grads, group=None: None  # the all-reduce, gone
+    real = ovo.training.ddp.average_gradients
+    ovo.training.ddp.average_gradients = lambda grads, group=None: None  # the all-reduce, gone
     try:
         result["noop"] = weights(fit(rank, WORLD))
     finally:
-        ovo.distributed.average_gradients = real
+        ovo.training.ddp.average_gradients = real
     try:
         fit(rank, WORLD, nan=True)
     except NonFiniteLossError as err:
@@ -179,7 +179,7 @@ def test_ddp_wrapper_arguments_are_refused(kwargs):
 
 
 def test_ddp_wrapper_arguments_are_one_line_from_the_command(tmp_path, capsys):
-    strategy = "{_target_:ovo.distributed.SupernetDDPStrategy,find_unused_parameters:true}"
+    strategy = "{_target_:ovo.training.ddp.SupernetDDPStrategy,find_unused_parameters:true}"
     args = [*FAST, f"trainer.strategy={strategy}", f"hydra.run.dir={tmp_path}/run"]
     assert run_module("ovo.train", args) == 2
     err = capsys.readouterr().err.strip().splitlines()

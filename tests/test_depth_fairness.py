@@ -2,7 +2,7 @@
 measure how often each layer and weight slice is trained.
 
 Each switch is checked to change what is sampled or trained exactly as documented; the closed
-form of :func:`ovo.distill.layer_uses_per_step` is checked against the sampler itself.
+form of :func:`ovo.training.distill.layer_uses_per_step` is checked against the sampler itself.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import torch
 from hydra.utils import instantiate
 
 from ovo.commands.train import build_module, train
-from ovo.distill import DistillConfig, arch_rng, layer_uses_per_step, sample_step_archs
 from ovo.errors import ConfigError
 from ovo.export.timm_vit import export_subnet
-from ovo.optim import inverse_usage_scales
 from ovo.space import Arch, load_space
 from ovo.supernet import SuperViT, ViTConfig
-from ovo.usage import UsageCounter
+from ovo.training.distill import DistillConfig, arch_rng, layer_uses_per_step, sample_step_archs
+from ovo.training.optim import inverse_usage_scales
+from ovo.training.usage import UsageCounter
 
 from helpers import FAST, compose_cfg
 

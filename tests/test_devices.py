@@ -11,8 +11,8 @@ import torch
 from lightning.fabric import Fabric
 
 from conftest import cuda_only
-from ovo.evaluation import SubnetEvaluator
 from ovo.export import export_subnet
+from ovo.scoring import SubnetEvaluator
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 

@@ -4,15 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovo.distill import (
+from ovo.errors import ConfigError
+from ovo.space import load_space
+from ovo.training.distill import (
     DistillConfig,
     arch_rng,
     kd_loss,
     label_loss,
     sample_step_archs,
 )
-from ovo.errors import ConfigError
-from ovo.space import load_space
 
 
 def test_arch_rng_is_a_function_of_seed_step_and_microstep():

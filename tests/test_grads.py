@@ -8,11 +8,17 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ovo.distill import DistillConfig, StepArchs, label_loss, sample_step_archs, step_losses
-from ovo.distributed import average_gradients
 from ovo.space import Arch, SearchSpace
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.grads import SliceGrads
+from ovo.training.ddp import average_gradients
+from ovo.training.distill import (
+    DistillConfig,
+    StepArchs,
+    label_loss,
+    sample_step_archs,
+    step_losses,
+)
 
 SPACE = SearchSpace([16, 24], [1, 2, 3], [1, 2], [1.0, 2.0], head_dim=8, name="micro")
 CFG = ViTConfig(img_size=16, patch_size=8, num_classes=5, drop_path_rate=0.0)
@@ -24,7 +30,7 @@ def make_net(seed: int = 0, device: torch.device | str = "cpu") -> SuperViT:
 
 
 def ovo_loss(net: SuperViT, x, y, teacher: Arch, student: Arch) -> torch.Tensor:
-    """The training step's loss (``ovo.distill.step_losses``: teacher CE + student KD)."""
+    """The training step's loss (``ovo.training.distill.step_losses``: teacher CE + student KD)."""
     return step_losses(net, x, y, StepArchs(teacher, (student,)), DistillConfig())[0]
 
 

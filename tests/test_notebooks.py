@@ -9,7 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 from ovo.commands import demo
-from ovo.commands.base import hydra_value
+from ovo.jobs import hydra_value
 
 from helpers import REPO, run_cli
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ovo.commands import evaluate as evaluate_cmd
 from ovo.commands import train as train_cmd
-from ovo.commands.base import check_writable
+from ovo.commands.rundir import check_writable
 from ovo.commands.train import train
 from ovo.errors import ConfigError
 
@@ -197,7 +197,7 @@ class PoisonBatch(L.Callback):
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    from ovo.module import NonFiniteLossError
+    from ovo.training.module import NonFiniteLossError
 
     steps_per_epoch = (128 - 40) // 16
     cfg = compose_cfg("train", FAST + ["trainer.max_epochs=3"], tmp_path)
@@ -236,7 +236,7 @@ def test_kill_9_during_training_then_resume_equals_uninterrupted(tmp_path):
         [
             *common,
             f"hydra.run.dir={run_dir}",
-            "+callbacks.fault._target_=ovo.faults.KillAtStep",
+            "+callbacks.fault._target_=ovo.training.faults.KillAtStep",
             f"+callbacks.fault.step={kill_at}",
         ],
         tmp_path,

@@ -45,7 +45,7 @@ def test_repro_preset_runs_a_few_steps_on_real_cifar10(tmp_path):
 
 
 def test_repro_methods_differ_only_in_distillation_and_pin_every_setting():
-    from ovo.distill import DistillConfig
+    from ovo.training.distill import DistillConfig
 
     repro = _load_script()
     assert {"autoformer", "autoformer_x2", "ovo", "ovo_max", "ovo_a05", "ovo_adiv"} <= set(

@@ -19,7 +19,7 @@ import lightning as L
 import pytest
 
 from ovo.checkpoint import load_supernet
-from ovo.commands.base import LOCK_NAME
+from ovo.commands.rundir import LOCK_NAME
 from ovo.commands.train import train
 from ovo.errors import DataError
 
@@ -221,7 +221,7 @@ def test_a_failed_search_closes_its_wandb_run(ckpt, tmp_path, monkeypatch, capsy
 def test_a_search_checks_its_budget_once(ckpt, tmp_path, monkeypatch, capsys):
     import ovo.commands.search
     import ovo.search.loop
-    from ovo.search.constraints import check_feasible
+    from ovo.budget import check_feasible
 
     calls = []
 

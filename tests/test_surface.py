@@ -79,7 +79,7 @@ def _overrides(line: str) -> tuple[str, list[str]]:
 
 
 def _compose(config: str, overrides: list[str]):
-    from ovo.commands.base import open_overrides  # the command's own preprocessing
+    from ovo.commands.cli import open_overrides  # the command's own preprocessing
 
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         return compose(config, overrides=open_overrides(config, overrides))

@@ -7,10 +7,10 @@ import torch
 from hydra.utils import instantiate
 
 from ovo.commands.train import build_module, train
-from ovo.distill import StepArchs, label_loss
 from ovo.errors import ConfigError
-from ovo.module import OVOModule
 from ovo.space import Arch
+from ovo.training.distill import StepArchs, label_loss
+from ovo.training.module import OVOModule
 
 from helpers import FAST, compose_cfg, run_cli
 
@@ -201,7 +201,7 @@ def test_multirun_two_jobs_and_the_sweep_summary(tmp_path):
         "trainer.max_epochs=1",
         "distill.alpha=0.3,0.7",
         f"hydra.sweep.dir={tmp_path}/sweep",
-        "+hydra.callbacks.summary._target_=ovo.sweep.SweepSummary",
+        "+hydra.callbacks.summary._target_=ovo.training.sweep.SweepSummary",
     ]
     proc = run_cli("ovo.train", args, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,7 +2,7 @@
 step without data parallelism, in the same processes (gloo on a CPU, NCCL on GPUs).
 
 ``ovo_ddp`` is ovo's strategy: the supernet unwrapped, its gradients averaged by
-:func:`ovo.distributed.average_gradients`, the very call ``SupernetDDPStrategy`` makes each
+:func:`ovo.training.ddp.average_gradients`, the very call ``SupernetDDPStrategy`` makes each
 optimizer step. ``torch_ddp_unused`` is torch's ``DistributedDataParallel`` with
 ``find_unused_parameters=True`` over autograd's slice gradients (what ovo used before).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ovo import distributed
+from ovo.training import ddp as distributed
 
 from .child import REPO, python_argv
 from .fixture import Fixture, find_setting

@@ -12,12 +12,12 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from ovo.distill import DistillConfig, StepArchs
 from ovo.export import export_subnet
 from ovo.paths import conf_dir
 from ovo.space import Arch, SearchSpace, load_space
 from ovo.supernet import SuperViT, ViTConfig
 from ovo.supernet.grads import SliceGrads
+from ovo.training.distill import DistillConfig, StepArchs
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import random
 
 import torch
 
-from ovo.evaluation import EvalSettings, SubnetEvaluator, make_fabric
+from ovo.scoring import EvalSettings, SubnetEvaluator, make_fabric
 
 from .fixture import Fixture
 from .report import Row

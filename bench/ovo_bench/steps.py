@@ -1,6 +1,6 @@
 """The steps the measures time, built by factories so that every closure binds its own objects.
 
-The supernet's OVO step computes its loss with :func:`ovo.distill.step_losses`, the one
+The supernet's OVO step computes its loss with :func:`ovo.training.distill.step_losses`, the one
 definition the training module calls.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ovo import distill
-from ovo.distill import kd_loss, label_loss
+from ovo.training import distill
+from ovo.training.distill import kd_loss, label_loss
 
 from .fixture import Fixture
 

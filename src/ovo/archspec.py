@@ -165,7 +165,7 @@ def _draw_within(
 ) -> Arch:
     """A new arch with params in [lo, hi]: uniform among those that fit (rejection sampling), or
     one built exactly when uniform draws almost never land there (the ends of the range)."""
-    from ovo.search.constraints import Constraints, check_feasible, sample_feasible
+    from ovo.budget import Constraints, check_feasible, sample_feasible
 
     budget = Constraints(params_min=lo, params_max=hi)
     try:

@@ -5,7 +5,7 @@ A checkpoint is Lightning's ``.ckpt``, read with ``torch.load(weights_only=True)
 the file runs). What ovo reads from it:
 
 - ``state_dict``: the supernet's weights as ``net.<timm-style name>``;
-- ``hyper_parameters``: the :class:`~ovo.module.OVOModule`'s arguments, of which ``space`` and
+- ``hyper_parameters``: the :class:`~ovo.training.module.OVOModule`'s arguments, of which ``space`` and
   ``model`` rebuild the supernet and ``data`` (the data config) the data module, with the same
   held-out search split;
 - ``ovo`` (format version 2 on; absent in version 1, before it existed): the training

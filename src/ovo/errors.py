@@ -25,3 +25,17 @@ class CheckpointError(UserError):
 
 class InfeasibleBudgetError(UserError):
     """A search constraint that no architecture of the space satisfies."""
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line, as the commands print it: without a DataLoader worker's
+    embedded traceback (workers re-raise the original exception type with 'Caught X in
+    DataLoader worker ... Original Traceback ...'), the exception's name where the message alone
+    would not say what went wrong (a ``KeyError``'s bare key), or the name alone if it is empty."""
+    text = str(err).strip()
+    if "Traceback" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1]
+        text = last.split(": ", 1)[1] if last.startswith(type(err).__name__ + ":") else last
+    text = " ".join(text.split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}" if isinstance(err, KeyError | AssertionError) else text

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ovo.atomic import atomic_write_json
 from ovo.errors import ConfigError, UserError
@@ -45,6 +48,19 @@ IDENTITY = "job.json"
 
 class JobFailed(UserError):
     """A job's command exited non-zero (the message holds its log's tail)."""
+
+
+_PLAIN = re.compile(r"[\w./:~+-]+")  # Hydra override values that need no quoting
+
+
+def hydra_value(value: object) -> str:
+    """``value`` as a Hydra override value: paths with spaces or commas get quoted."""
+    text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    # Hydra keeps backslashes literal except those before a quote or the closing quote
+    escaped = re.sub(r"(\\*)('|$)", lambda m: 2 * m[1] + ("\\'" if m[2] else ""), text)
+    return f"'{escaped}'"
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -243,11 +259,6 @@ class Pool:
 
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, named as its ``CUDA_VISIBLE_DEVICES`` names them."""
-    try:
-        import torch
-
-        count = torch.cuda.device_count()
-    except ImportError:  # the bench runs without torch imported in the parent as well
-        count = 0
+    count = torch.cuda.device_count()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     return visible.split(",")[:count] if visible else [str(i) for i in range(count)]

@@ -1,1 +1,1 @@
-"""The command-line commands: one module each, one shape (see :mod:`ovo.commands.base`)."""
+"""The command-line commands: one module each, one shape (see :mod:`ovo.commands.cli`)."""

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ovo.commands.base import hydra_value, print_outputs
-from ovo.jobs import launch, python_module
+from ovo.commands.cli import print_outputs
+from ovo.jobs import hydra_value, launch, python_module
 
 DEMO_NAME = "demo"  # the search's run name: <out>/search/demo
 STAGE_DIRS = ("train", f"search/{DEMO_NAME}", "evaluate", "export", "model")

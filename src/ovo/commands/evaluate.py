@@ -18,19 +18,17 @@ from rich.table import Table
 
 from ovo.archspec import parse_arch_spec
 from ovo.atomic import atomic_write_json, atomic_write_text
-from ovo.commands.base import (
+from ovo.commands.cli import hydra_command, output_dir, print_outputs
+from ovo.commands.from_checkpoint import (
     compile_for_eval,
     compile_line,
     compile_settings,
     eval_fabric,
-    hydra_command,
     open_checkpoint,
-    output_dir,
-    print_outputs,
 )
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
-from ovo.evaluation import EvalSettings, SubnetEvaluator
+from ovo.scoring import EvalSettings, SubnetEvaluator
 from ovo.space import Arch
 from ovo.supernet import SuperViT
 

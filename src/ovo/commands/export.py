@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 
 from ovo.archspec import parse_one_arch
 from ovo.atomic import atomic_write_text
-from ovo.commands.base import eval_fabric, hydra_command, open_checkpoint, print_outputs
+from ovo.commands.cli import hydra_command, print_outputs
+from ovo.commands.from_checkpoint import eval_fabric, open_checkpoint
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.export import formats as fmt
@@ -64,7 +65,7 @@ def dataset_facts(loaded: Any) -> dict[str, Any] | None:
 
 def evaluate_arch(cfg: DictConfig, loaded: Any, arch: Any) -> dict[str, Any]:
     """Top-1/top-5 of ``arch`` (inherited weights) on ``cfg.eval_split``, as ovo.evaluate scores."""
-    from ovo.evaluation import SubnetEvaluator
+    from ovo.scoring import SubnetEvaluator
 
     split = cfg.eval_split
     dm = loaded.datamodule(cfg.get("data"))

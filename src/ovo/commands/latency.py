@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from ovo.atomic import atomic_write_json
-from ovo.commands.base import hydra_command, output_dir, print_outputs
+from ovo.commands.cli import hydra_command, output_dir, print_outputs
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
 from ovo.latency import DTYPES, Conditions, measure_models_ms, measure_table

@@ -1,4 +1,4 @@
-"""What ``ovo.rank`` shows of its result (:func:`ovo.ranking.report`): the printed table and
+"""What ``ovo.rank`` shows of its result (:func:`ovo.ranking.stats.report`): the printed table and
 lines, ``ranking.png`` and the W&B tables. Reads the result only; computes no statistic."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ovo.commands.base import open_wandb, print_outputs
-from ovo.ranking import BASELINES
+from ovo.commands.cli import print_outputs
+from ovo.commands.from_checkpoint import open_wandb
+from ovo.ranking.stats import BASELINES
 
 GROUP_STYLE = {"band": ("tab:red", "band"), "strat": ("tab:blue", "stratified")}
 

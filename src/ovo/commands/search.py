@@ -16,28 +16,26 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ovo.atomic import atomic_write_json, atomic_write_text
-from ovo.commands.base import (
+from ovo.budget import Constraints, check_feasible
+from ovo.commands.cli import hydra_command, output_dir, print_outputs
+from ovo.commands.from_checkpoint import (
     compile_for_eval,
     compile_line,
     compile_settings,
     eval_fabric,
-    hydra_command,
     open_checkpoint,
     open_wandb,
-    output_dir,
-    print_outputs,
-    run_dir_lock,
 )
+from ovo.commands.rundir import run_dir_lock
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
-from ovo.evaluation import EvalSettings, SubnetEvaluator
-from ovo.faults import kill_self
-from ovo.search.constraints import Constraints, check_feasible
+from ovo.scoring import EvalSettings, SubnetEvaluator
 from ovo.search.fitness import FullFitness, Halving, HalvingSettings
 from ovo.search.loop import Search, SearchSettings
 from ovo.search.plot import plot_pareto
 from ovo.search.result import EvaluatedArch, GenerationRecord
 from ovo.settings import plain, settings_from
+from ovo.training.faults import kill_self
 from ovo.units import format_count
 
 

@@ -21,16 +21,17 @@ from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from ovo import hydra_ddp
 from ovo.archspec import parse_one_arch
 from ovo.atomic import atomic_write_json
 from ovo.checkpoint import RecordTraining, check_checkpoint_path, load_supernet, read_checkpoint
-from ovo.commands.base import check_writable, hydra_command, print_outputs
+from ovo.commands.cli import hydra_command, print_outputs
+from ovo.commands.rundir import check_writable
 from ovo.data import datamodule_from_config
 from ovo.errors import ConfigError
-from ovo.module import OVOModule
 from ovo.settings import plain
 from ovo.space import SearchSpace
+from ovo.training import hydra_ddp
+from ovo.training.module import OVOModule
 from ovo.units import format_count
 
 
@@ -155,7 +156,7 @@ def _fit(cfg: DictConfig, extra_callbacks: list[Any] | None) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule, ckpt_path="best")
     summary = summarize(trainer, module, output_dir)
     if trainer.is_global_zero and summary["panel"]:
-        # the last validation panel, for sweep summaries (ovo.sweep) and scripts
+        # the last validation panel, for sweep summaries (ovo.training.sweep) and scripts
         atomic_write_json(Path(output_dir) / "panel.json", {"panel": summary["panel"]})
     return summary
 

@@ -5,7 +5,7 @@ The evaluation of candidates is the caller's: a search takes ``fitness(archs) ->
 calls it once per generation with all new candidates, so they can be scored in one batch.
 """
 
-from ovo.search.constraints import (
+from ovo.budget import (
     Constraints,
     check_feasible,
     sample_feasible,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
+from ovo.budget import Constraints, check_feasible, draw_accepted, sample_feasible
 from ovo.errors import ConfigError
-from ovo.search.constraints import Constraints, check_feasible, draw_accepted, sample_feasible
 from ovo.search.fitness import FullFitness, Race
 from ovo.search.result import EvaluatedArch, GenerationRecord, SearchResult, rank
 from ovo.search.state import (

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ovo.search.constraints import Constraints
+from ovo.budget import Constraints
 from ovo.search.pareto import pareto_front
 from ovo.space import Arch
 

@@ -74,7 +74,7 @@ class SliceGrads:
         # per parameter, the bounding box of the slices written since the last zero_
         self.touched: dict[nn.Parameter, list[int]] = {}
         # set when a loss behind these gradients was not finite; consumed by the all-reduce of
-        # ovo.distributed (not cleared by zero_: Lightning zeroes between forward and backward)
+        # ovo.training.ddp (not cleared by zero_: Lightning zeroes between forward and backward)
         self.nonfinite = False
 
     def accumulate_(self, param: nn.Parameter, sizes: tuple[int, ...], grad: Tensor) -> None:

@@ -22,12 +22,12 @@ hooks, ...) have nothing to act on here and are refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import _sync_module_states
-from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from torch.optim import Optimizer
 
 from ovo.errors import ConfigError
@@ -37,12 +37,30 @@ from ovo.supernet.grads import SliceGrads
 _WRAPPER_ARGS = ("ddp_comm_state", "ddp_comm_hook", "ddp_comm_wrapper", "model_averaging_period")
 
 
+class SliceGradsOwner(Protocol):
+    """What the strategy needs of the LightningModule it trains (``OVOModule`` is one): the
+    slice-gradient buffers it attaches when fitting starts, and the error a non-finite loss on
+    another rank stops this one with."""
+
+    slice_grads: SliceGrads | None
+
+    def nonfinite_error(self, message: str | None = None) -> Exception: ...
+
+
+def reduces_slice_grads(strategy: Strategy | None) -> bool:
+    """Whether ``strategy`` averages a supernet's :class:`SliceGrads` buffers itself (then the
+    module attaches them and flags a non-finite loss instead of raising alone); torch's own
+    DDP/FSDP wrappers do not: they need autograd's gradients."""
+    return bool(getattr(strategy, "reduces_slice_grads", False))
+
+
 class SupernetDDPStrategy(DDPStrategy):
     """Lightning's DDP strategy for ovo's supernets (see the module docstring). Takes
     :class:`~lightning.pytorch.strategies.DDPStrategy`'s arguments except those of the
     ``DistributedDataParallel`` wrapper, which it refuses."""
 
     strategy_name = "ovo_ddp"
+    reduces_slice_grads = True  # the one thing the module asks (see reduces_slice_grads)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         wrapper = [k for k in kwargs if k in _WRAPPER_ARGS and kwargs[k] is not None]
@@ -89,12 +107,12 @@ class SupernetDDPStrategy(DDPStrategy):
         any rank's loss was not finite."""
         if not (dist.is_available() and dist.is_initialized()) or self.world_size == 1:
             return
-        module = self.lightning_module
+        module = cast(SliceGradsOwner, self.lightning_module)
         grads = getattr(module, "slice_grads", None)
         if grads is None:
             raise RuntimeError(
                 "SupernetDDPStrategy averages the gradients of an ovo supernet's SliceGrads "
-                "buffers; this module has none (use it with ovo.module.OVOModule)"
+                "buffers; this module has none (use it with ovo.training.module.OVOModule)"
             )
         average_gradients(grads)
         if grads.nonfinite:  # on every rank alike: the flag was all-reduced with the gradients
@@ -103,7 +121,7 @@ class SupernetDDPStrategy(DDPStrategy):
 
 class RankMismatchError(RuntimeError):
     """Ranks wrote gradients of different weight slices: averaging them would mix unrelated
-    gradients (ranks must sample the same archs; see :mod:`ovo.distill`)."""
+    gradients (ranks must sample the same archs; see :mod:`ovo.training.distill`)."""
 
 
 def average_gradients(grads: SliceGrads, group: Any = None) -> None:

@@ -1,6 +1,6 @@
 """Fault injection for testing that interrupted runs lose nothing (used by ovo's own tests).
 
-Add to a training run with ``+callbacks.fault._target_=ovo.faults.KillAtStep
+Add to a training run with ``+callbacks.fault._target_=ovo.training.faults.KillAtStep
 +callbacks.fault.step=N``: the process SIGKILLs itself (no cleanup, exactly like ``kill -9``)
 once ``N`` optimizer steps are done. The search has ``+fault.kill_after_generation=G``.
 """

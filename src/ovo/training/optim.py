@@ -2,7 +2,7 @@
 and per-layer learning-rate scales (``optimizer.layer_lr_scale``).
 
 Under weight sharing a deep layer is trained by fewer of a step's subnets than a shallow one
-(:func:`ovo.distill.layer_uses_per_step`). ``inverse_usage`` gives each block's parameters the
+(:func:`ovo.training.distill.layer_uses_per_step`). ``inverse_usage`` gives each block's parameters the
 LR ``lr * uses(layer 1) / uses(layer i)``, capped at :data:`LAYER_LR_SCALE_CAP`, so a layer that
 is trained half as often takes steps twice as large. It is an LR scale, not a gradient scale,
 because AdamW's update does not change with the gradient's scale.

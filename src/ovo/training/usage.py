@@ -7,7 +7,7 @@ heads; MLP hidden units ``[a, b)`` of layer ``i`` when that layer's hidden width
 :class:`UsageCounter` counts those passes from the archs a step trains. Training counts them per
 epoch with ``usage_counts=true`` (off by default; the counts go to ``usage.json`` in the run
 directory and to the logger, never into the checkpoint). The expectation in closed form is
-:func:`ovo.distill.layer_uses_per_step`.
+:func:`ovo.training.distill.layer_uses_per_step`.
 """
 
 from __future__ import annotations
