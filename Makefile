@@ -33,12 +33,13 @@ test-all: $(STAMP)  ## every test, slow ones (real data, notebooks) included
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests bench
-	$(PY) -m ruff format --check src tests bench
+	$(PY) -m ruff check src tests bench studies
+	$(PY) -m ruff format --check src tests bench studies
+	$(VENV)/bin/lint-imports  # the layer order in pyproject.toml
 
 format: $(STAMP)
-	$(PY) -m ruff check --fix src tests bench
-	$(PY) -m ruff format src tests bench
+	$(PY) -m ruff check --fix src tests bench studies
+	$(PY) -m ruff format src tests bench studies
 
 bench: $(STAMP)  ## speed/memory ratios, supernet vs static timm models (prints a table + JSON)
 	$(PY) bench/run.py $(ARGS)
@@ -52,7 +53,7 @@ repro: $(STAMP)  ## does online distillation help? 4 methods on real CIFAR-10 (~
 	  test -f $(CIFAR10_ZIP) || { echo "ovo: error: $(CIFAR10_ZIP) not found; set CIFAR10_ZIP=<path to cifar10_jpg.zip>"; exit 2; }; \
 	  echo "unzipping $(CIFAR10_ZIP) into $(OVO_DATA_DIR)/cifar10"; \
 	  $(PY) -m zipfile -e $(CIFAR10_ZIP) $(OVO_DATA_DIR)/cifar10; }
-	$(PY) bench/repro_cifar10.py $(ARGS)
+	$(PY) studies/repro_cifar10.py $(ARGS)
 
 # A GPU machine lent with no network (../shared/NOTES.md): bring what its image lacks, then one
 # command checks it (bench/gpu_check.py; `make gpu-check ARGS=--help` lists stages and minutes).

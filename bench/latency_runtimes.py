@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "batch": batch,
                 "table": str(path),
                 "table_s": table_s,
-                "conditions": {
-                    k: v for k, v in table.conditions.items() if k not in ("space", "model")
-                },
+                "conditions": table.conditions.where(),
                 "subnets": [
                     {"arch": a.to_dict(), "predicted_ms": p, "measured_ms": [m1, m2]}
                     for a, p, m1, m2 in zip(archs, predicted, first, second)

@@ -17,10 +17,11 @@ from ovo.paths import conf_dir
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_bench_script(filename: str, name: str):
-    """``bench/<filename>`` imported as module ``name`` (registered in ``sys.modules`` first:
-    the scripts' dataclasses look their module up)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / filename)
+def load_bench_script(filename: str, name: str, folder: str = "bench"):
+    """``<folder>/<filename>`` (a benchmark, or a study driver with ``folder="studies"``)
+    imported as module ``name`` (registered in ``sys.modules`` first: the scripts' dataclasses
+    look their module up)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / filename)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

@@ -240,7 +240,7 @@ def test_card_latency_is_the_tables_prediction(tmp_path):
     )
     card = (out / "README.md").read_text()
     assert f"{predicted:.3g} ms predicted by the lookup table" in card
-    assert f"threads {table.conditions['threads']}" in card and str(path) in card
+    assert f"threads {table.conditions.threads}" in card and str(path) in card
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

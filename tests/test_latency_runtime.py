@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ovo.errors import ConfigError
-from ovo.latency import LatencyTable, conditions_of, load_table
+from ovo.latency import LatencyTable, load_table
 from ovo.search import Constraints, check_feasible
 from ovo.space import Arch, SearchSpace
 from ovo.supernet.config import ViTConfig
@@ -145,8 +145,8 @@ def test_an_onnxruntime_table_is_keyed_by_runtime_and_predicts(tmp_path, capsys,
     assert verify["within_10pct"] in (0, 1) and verify["subnets"][0]["measured_ms"] > 0
     assert "exported, in onnxruntime" in printed and "within 10%" in printed
     assert f"predicted: {table.predict(Arch(16, (1,), (2.0,))):.3g} ms (fastest arch)" in printed
-    assert conditions_of(table).runtime == "onnxruntime"
-    assert conditions_of(table).provider == "CPUExecutionProvider"
+    assert table.conditions.measuring().runtime == "onnxruntime"
+    assert table.conditions.measuring().provider == "CPUExecutionProvider"
 
 
 # ---- calibration: the sum of parts mapped to whole-model time --------------------------------
@@ -200,15 +200,19 @@ def test_a_calibrated_table_predicts_through_its_line(tmp_path):
 # ---- tables before runtimes ------------------------------------------------------------------
 def test_tables_written_before_runtimes_load_as_torch_eager(tmp_path):
     old = load_table(str(write_table(tmp_path, None)))
-    assert "runtime" not in old.conditions  # read as written: its fingerprint is unchanged
+    assert (
+        "runtime" not in old.conditions.to_dict()
+    )  # read as written: its fingerprint is unchanged
     assert old.runtime == "torch" and old.provider is None
     assert "onnxruntime" not in old.describe()
-    assert conditions_of(old).runtime == "torch" and conditions_of(old).threads is None
+    assert (
+        old.conditions.measuring().runtime == "torch" and old.conditions.measuring().threads is None
+    )
     old.check_matches(MICRO, MICRO_CFG, 8, runtime="torch")
     with pytest.raises(ConfigError, match="was timed in torch, not in onnxruntime"):
         old.check_matches(MICRO, MICRO_CFG, 8, runtime="onnxruntime")
     ort = load_table(str(write_table(tmp_path, "onnxruntime")))
-    assert ort.runtime == "onnxruntime" and conditions_of(ort).threads == 1
+    assert ort.runtime == "onnxruntime" and ort.conditions.measuring().threads == 1
     ort.check_matches(MICRO, MICRO_CFG, 8)  # no runtime required: any
     with pytest.raises(ConfigError, match="was timed in onnxruntime, not in torch"):
         ort.check_matches(MICRO, MICRO_CFG, 8, runtime="torch")

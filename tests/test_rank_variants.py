@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from helpers import REPO, compose_cfg, load_bench_script
 
-RV = load_bench_script("rank_variants.py", "ovo_rank_variants")
+RV = load_bench_script("rank_variants.py", "ovo_rank_variants", "studies")
 
 # what each variant's overrides must change in the composed recipe (README, pre-registered)
 EXPECTED = {

@@ -15,7 +15,7 @@ needs_cifar10 = pytest.mark.skipif(
 
 
 def _load_script():
-    return load_bench_script("repro_cifar10.py", "ovo_repro_cifar10")
+    return load_bench_script("repro_cifar10.py", "ovo_repro_cifar10", "studies")
 
 
 @needs_cifar10

@@ -275,7 +275,7 @@ def test_search_with_halving_and_a_latency_budget_end_to_end(checkpoint, tmp_pat
     )
     table_path = tmp_path / "latency" / "default" / "latency_table.json"
     table = LatencyTable.from_dict(json.loads(table_path.read_text()))
-    assert len(table.block_ms) == 27 and table.conditions["tokens"] == 17
+    assert len(table.block_ms) == 27 and table.conditions.tokens == 17
     assert "prediction error" in capsys.readouterr().out
     space = load_space("nano")
     budget = (table.fastest(space) + table.predict(space.max_arch)) / 2
@@ -332,7 +332,7 @@ def test_the_search_cost_benchmark_runs(checkpoint, tmp_path):
 
     from helpers import load_bench_script
 
-    bench = load_bench_script("search_cost.py", "search_cost")
+    bench = load_bench_script("search_cost.py", "search_cost", "studies")
     report = bench.main(
         [
             "--ckpt",

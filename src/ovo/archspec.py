@@ -23,6 +23,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ovo.budget import Constraints, check_feasible, sample_feasible
 from ovo.errors import ConfigError, InfeasibleBudgetError
 from ovo.settings import plain
 from ovo.space import Arch, SearchSpace
@@ -165,8 +166,6 @@ def _draw_within(
 ) -> Arch:
     """A new arch with params in [lo, hi]: uniform among those that fit (rejection sampling), or
     one built exactly when uniform draws almost never land there (the ends of the range)."""
-    from ovo.budget import Constraints, check_feasible, sample_feasible
-
     budget = Constraints(params_min=lo, params_max=hi)
     try:
         return sample_feasible(space, cost, budget, rng, max_tries=20_000, exclude=taken)

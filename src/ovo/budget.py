@@ -15,6 +15,7 @@ from itertools import product
 from typing import Any
 
 from ovo.errors import ConfigError, InfeasibleBudgetError
+from ovo.latency import LatencyTable, load_table
 from ovo.latency.runtime import RUNTIMES
 from ovo.settings import settings_dict, settings_from
 from ovo.space import Arch, SearchSpace
@@ -104,12 +105,10 @@ class Constraints:
         return data
 
     @property
-    def table(self) -> Any:
+    def table(self) -> LatencyTable | None:
         """The latency table (:class:`ovo.latency.LatencyTable`) or ``None``."""
         if self.latency_ms_max is None:
             return None
-        from ovo.latency import load_table
-
         return load_table(self.latency_table)
 
     @property

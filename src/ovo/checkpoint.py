@@ -29,7 +29,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 
+from ovo.data import datamodule_from_config
 from ovo.errors import CheckpointError
 from ovo.settings import plain
 from ovo.space import SearchSpace
@@ -141,8 +143,6 @@ class LoadedSupernet:
 
     def data_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The data config the supernet was trained with, ``overrides`` merged in."""
-        from omegaconf import OmegaConf
-
         data = self.hparams.get("data")
         if not data:
             raise CheckpointError(
@@ -155,8 +155,6 @@ class LoadedSupernet:
     def datamodule(self, overrides: Mapping[str, Any] | None = None) -> Any:
         """The data module the checkpoint was trained with (the same held-out search split),
         with ``overrides`` (e.g. a new ``root``) merged in."""
-        from ovo.data import datamodule_from_config
-
         return datamodule_from_config(self.data_config(overrides))
 
 

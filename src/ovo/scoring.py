@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from lightning.fabric import Fabric
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from rich.progress import track
 from torch import Tensor
 
 from ovo.errors import ConfigError
@@ -206,6 +207,4 @@ def _progress_bar(description: str, enabled: bool):
     """``rich.progress.track`` when enabled, else the identity."""
     if not enabled:
         return lambda it: it
-    from rich.progress import track
-
     return lambda it: track(it, description=description, transient=True)

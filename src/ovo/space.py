@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ovo.errors import ConfigError
+from ovo.paths import conf_dir
 from ovo.settings import settings_from
 
 
@@ -390,8 +391,6 @@ class SearchSpace:
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """Load a space by name (``tiny``) from ovo's ``conf/space`` or from a YAML path."""
-    from ovo.paths import conf_dir
-
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         return SearchSpace.from_yaml(path)

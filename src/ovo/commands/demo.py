@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ovo.checkpoint import load_supernet
 from ovo.commands.cli import print_outputs
 from ovo.jobs import hydra_value, launch, python_module
 
@@ -131,8 +132,6 @@ def run_stage(stage: str, module: str, args: list[str], times: dict[str, float])
 
 def default_params_max(ckpt: Path) -> int:
     """Halfway between the smallest and the largest subnet's params, on the trained model."""
-    from ovo.checkpoint import load_supernet
-
     net = load_supernet(ckpt).net
     return (net.num_params(net.space.min_arch) + net.num_params(net.space.max_arch)) // 2
 

@@ -16,19 +16,30 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 from omegaconf import DictConfig
 
 from ovo.archspec import parse_one_arch
 from ovo.atomic import atomic_write_text
+from ovo.checkpoint import LoadedSupernet
 from ovo.commands.cli import hydra_command, print_outputs
 from ovo.commands.from_checkpoint import eval_fabric, open_checkpoint
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.export import formats as fmt
-from ovo.export.card import HUB_DATASETS, latency_facts, render, search_facts
-from ovo.export.hub import check_hub_reachable, check_repo_id, data_config_of, push_folder
-from ovo.export.timm_vit import export_subnet, load_exported, save_exported
+from ovo.export.card import HUB_DATASETS, render, search_facts
+from ovo.export.hub import (
+    check_hub_reachable,
+    check_repo_id,
+    data_config_of,
+    push_folder,
+    save_exported,
+)
+from ovo.export.timm_vit import export_subnet, load_exported
+from ovo.latency import load_table
+from ovo.scoring import SubnetEvaluator
+from ovo.space import Arch
 
 PARITY_TOL = 1e-5  # max |diff| relative to the logit scale (fp32)
 
@@ -63,10 +74,8 @@ def dataset_facts(loaded: Any) -> dict[str, Any] | None:
     return {"name": key, "hub_id": None} if key else None
 
 
-def evaluate_arch(cfg: DictConfig, loaded: Any, arch: Any) -> dict[str, Any]:
+def evaluate_arch(cfg: DictConfig, loaded: LoadedSupernet, arch: Arch) -> dict[str, Any]:
     """Top-1/top-5 of ``arch`` (inherited weights) on ``cfg.eval_split``, as ovo.evaluate scores."""
-    from ovo.scoring import SubnetEvaluator
-
     split = cfg.eval_split
     dm = loaded.datamodule(cfg.get("data"))
     score = SubnetEvaluator(loaded.net, dm.eval_dataloader(split), eval_fabric(cfg), cache=False)
@@ -77,6 +86,19 @@ def evaluate_arch(cfg: DictConfig, loaded: Any, arch: Any) -> dict[str, Any]:
         "acc5": result.acc5 * 100,
         "images": result.num_images,
         "source": f"ovo.export's own evaluation, {result.num_images} images",
+    }
+
+
+def latency_facts(path: str | Path, arch: Arch, loaded: LoadedSupernet) -> dict[str, Any]:
+    """``arch``'s latency predicted by the table at ``path`` (from ``python -m ovo.latency``),
+    which must be a table of ``loaded``'s space and model settings."""
+    table = load_table(str(path))
+    table.check_matches(loaded.space, loaded.cfg, loaded.space.head_dim)
+    return {
+        "predicted_ms": table.predict(arch),
+        "measured_ms": None,
+        "conditions": table.conditions.where(),
+        "source": str(path),
     }
 
 
@@ -130,8 +152,6 @@ def run(cfg: DictConfig) -> dict:
         macs=macs,
         card=card,
     )
-    import timm
-
     timm_log = logging.getLogger("timm")
     level = timm_log.level
     timm_log.setLevel(logging.WARNING)  # not its "Loaded ... from checkpoint" line

@@ -66,7 +66,7 @@ def open_wandb(cfg: DictConfig, out: Path, job_type: str) -> Any:
     ``out``, named ``<job_type>-<cfg.name>``; ``None`` when ``cfg.wandb.enabled`` is false."""
     if not cfg.wandb.enabled:
         return None
-    import wandb  # here: importing wandb costs ~1 s, and most runs log no W&B
+    import wandb  # here: W&B is optional at run time (the lent GPU image has none; NOTES.md)
 
     return wandb.init(
         project=cfg.wandb.project,

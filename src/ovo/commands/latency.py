@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from rich.progress import track
 
 from ovo.atomic import atomic_write_json
+from ovo.checkpoint import load_supernet
 from ovo.commands.cli import hydra_command, output_dir, print_outputs
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
@@ -60,8 +62,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"threads={cfg.threads} must be at least 1")
         torch.set_num_threads(int(cfg.threads))
     if cfg.ckpt_path:
-        from ovo.checkpoint import load_supernet
-
         loaded = load_supernet(cfg.ckpt_path)
         space, vit = loaded.space, loaded.cfg
         print(f"space '{space.name}' and model settings from {cfg.ckpt_path}", flush=True)
@@ -80,8 +80,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         None if cfg.threads is None else int(cfg.threads),
     )
 
-    from rich.progress import track
-
     what = "torch eager" if runtime == "torch" else f"exported, in {runtime}"
 
     table = measure_table(
@@ -94,7 +92,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     out = output_dir()
     path = out / "latency_table.json"
-    report: dict[str, Any] = {"table": str(path), "conditions": table.conditions}
+    report: dict[str, Any] = {"table": str(path), "conditions": table.conditions.to_dict()}
     lines = [
         f"{len(table.block_ms)} block shapes, {len(table.stem_ms)} embed dims: {table.describe()}",
         # the span a budget (constraints.latency_ms_max) can be chosen in

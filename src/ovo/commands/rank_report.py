@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
 
+from ovo.atomic import atomic_path
 from ovo.commands.cli import print_outputs
 from ovo.commands.from_checkpoint import open_wandb
 from ovo.ranking.stats import BASELINES
@@ -32,12 +35,10 @@ def publish(cfg: DictConfig, out: Path, result: dict[str, Any], space: str) -> N
 def plot_ranking(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     """Inherited (x) vs standalone (y) accuracy, points sized by params, coloured by arch group;
     finetuned archs too."""
-    import matplotlib
+    import matplotlib  # here: pyplot costs ~1 s to import and only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ovo.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6.4, 5.2), constrained_layout=True)
     top = max(r["params"] for r in rows)
@@ -123,7 +124,7 @@ def _wandb(cfg: DictConfig, out: Path, result: dict[str, Any]) -> None:
     run = open_wandb(cfg, out, "rank")
     if run is None:
         return
-    import wandb
+    import wandb  # here: W&B is optional at run time (the lent GPU image has none; NOTES.md)
 
     columns = ["name", "group", "arch", "params_M", "inherited", "standalone", "gap", "finetuned"]
     table = wandb.Table(columns=columns)
@@ -174,9 +175,6 @@ def baseline_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def print_report(result: dict[str, Any], out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     rows = result["rows"]
     table = Table(title=f"{result['split']} split, {result['images']} images")
     columns = ["name", "group", "params (M)", "depth", "inherited %", "standalone %", "gap"]

@@ -29,6 +29,8 @@ from ovo.commands.from_checkpoint import (
 from ovo.commands.rundir import run_dir_lock
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
+from ovo.export import export_subnet
+from ovo.latency import measure_model_ms, same_machine
 from ovo.scoring import EvalSettings, SubnetEvaluator
 from ovo.search.fitness import FullFitness, Halving, HalvingSettings
 from ovo.search.loop import Search, SearchSettings
@@ -46,7 +48,7 @@ class WandbSearchLog:
     def __init__(self, cfg: DictConfig, out: Path, enabled: bool) -> None:
         self.run = open_wandb(cfg, out, "search") if enabled else None
         if self.run is not None:
-            import wandb
+            import wandb  # here: W&B is optional at run time (the lent GPU image has none; NOTES.md)
 
             self.wandb = wandb
 
@@ -205,7 +207,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             summary["best"]["latency_ms_predicted"] = table.predict(result.best_arch)
             measured = best_latency_here(loaded, result.best_arch, table) if rank0 else None
             summary["best"]["latency_ms_measured"] = measured
-            summary["latency_table"] = {"path": constraints.latency_table, **table.conditions}
+            summary["latency_table"] = {
+                "path": constraints.latency_table,
+                **table.conditions.to_dict(),
+            }
         if rank0:
             atomic_write_json(out / "results.json", {**result.to_dict(top_k=cfg.top_k), **summary})
             atomic_write_text(out / "best_arch.yaml", result.best_arch.to_yaml())
@@ -223,13 +228,10 @@ def best_latency_here(loaded: Any, arch: Any, table: Any) -> float | None:
     """The exported best arch's latency measured under the table's conditions, when this is the
     machine the table was measured on (else ``None``: a number from another device would not
     check the prediction)."""
-    from ovo.export import export_subnet
-    from ovo.latency import conditions_of, measure_model_ms, same_machine
-
     if not same_machine(table):
         return None
     model = export_subnet(loaded.net, arch).eval()  # a copy; moved to the table's device
-    return measure_model_ms(model, loaded.cfg, conditions_of(table))
+    return measure_model_ms(model, loaded.cfg, table.conditions.measuring())
 
 
 def print_summary(summary: dict[str, Any], out: Path, extra: list[str] = ()) -> None:

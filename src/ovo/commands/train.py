@@ -20,6 +20,8 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
+from rich import get_console
+from rich.table import Table
 
 from ovo.archspec import parse_one_arch
 from ovo.atomic import atomic_write_json
@@ -204,9 +206,6 @@ class SupernetSummary(RichModelSummary):
         total_flops: int,
         **summarize_kwargs: Any,
     ) -> None:
-        from rich import get_console
-        from rich.table import Table
-
         data = [(name, column) for name, column in summary_data if name != "FLOPs"]
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         for name, _ in data:
@@ -291,7 +290,7 @@ def _finish_wandb(failed: bool = False) -> None:
     # each multirun job must end its W&B run, or the next job logs into it; a failed one too
     # (as lightning-hydra-template does), or its run stays open and the next job joins it
     if "wandb" in sys.modules:
-        import wandb
+        import wandb  # already imported by a W&B logger, if any
 
         if wandb.run is not None:
             wandb.finish(exit_code=1 if failed else 0)

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import lightning as L
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
@@ -381,9 +383,6 @@ def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
 def datamodule_from_config(config: Mapping[str, Any]) -> ImageClassificationDataModule:
     """The data module a data config describes (``_target_`` + constructor arguments); a key
     its class does not take is a :class:`ConfigError` naming it."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     try:
         return instantiate(config, _convert_="all")
     except InstantiationException as err:

@@ -1,12 +1,12 @@
 """Export subnets to stock timm ``VisionTransformer`` models (``python -m ovo.export`` is the CLI)."""
 
+from ovo.export.hub import save_exported
 from ovo.export.timm_vit import (
     FixedHeadDimAttention,
     attention_class,
     build_timm_vit,
     export_subnet,
     load_exported,
-    save_exported,
     subnet_state_dict,
 )
 

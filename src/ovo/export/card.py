@@ -2,8 +2,9 @@
 
 Every number on the card comes from a file a command wrote or from a measurement the export
 made itself, never typed: :func:`search_facts` reads a search's ``results.json``
-(``search_result=PATH``), :func:`latency_facts` a latency table (``latency_table=PATH``), and
-the export's own evaluation (``eval_split=val|test|search``) is passed in as measured. The
+(``search_result=PATH``), the export command a latency table (``latency_table=PATH``), and
+the export's own evaluation (``eval_split=val|test|search``) is passed in as measured (the
+latency facts are made by the export command, which reads the table). The
 facts are also kept in ``config.json`` (key ``card``), so a reader can trace each number.
 """
 
@@ -86,21 +87,6 @@ def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
             "source": f"{path}, best",
         }
     return facts
-
-
-def latency_facts(path: str | Path, arch: Arch, loaded: Any) -> dict[str, Any]:
-    """``arch``'s latency predicted by the table at ``path`` (from ``python -m ovo.latency``),
-    which must be a table of ``loaded``'s space and model settings."""
-    from ovo.latency import load_table
-
-    table = load_table(str(path))
-    table.check_matches(loaded.space, loaded.cfg, loaded.space.head_dim)
-    return {
-        "predicted_ms": table.predict(arch),
-        "measured_ms": None,
-        "conditions": {k: v for k, v in table.conditions.items() if k not in ("space", "model")},
-        "source": str(path),
-    }
 
 
 def _budget(constraints: Mapping[str, Any]) -> str:

@@ -152,7 +152,7 @@ def write_onnx(program: torch.export.ExportedProgram, x: torch.Tensor, path: Pat
 def check_onnx(path: Path, x: torch.Tensor, expected: torch.Tensor) -> Check:
     """Run ``model.onnx`` in onnxruntime (CPU) and compare; unchecked without onnxruntime."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional (the onnx extra): unchecked without it
     except ImportError:
         return Check("onnx", path, None, None, TOLERANCE["onnx"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -19,17 +19,24 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import timm
 import torch
+from huggingface_hub import HfApi
+from huggingface_hub.utils import HFValidationError, get_token, validate_repo_id
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, save_for_hf
 from timm.models.vision_transformer import VisionTransformer
 
-from ovo.errors import ConfigError
-from ovo.export.timm_vit import build_timm_vit
+from ovo.errors import CheckpointError, ConfigError
+from ovo.export.timm_vit import build_timm_vit, exported_config
 from ovo.space import Arch
 from ovo.supernet.config import ViTConfig
+
+if TYPE_CHECKING:  # only for the annotation: `import ovo` runs this module, and the checkpoint
+    # module imports Lightning (seconds), which registering ovo_vit with timm does not need
+    from ovo.checkpoint import LoadedSupernet
 
 ARCHITECTURE = "ovo_vit"
 
@@ -122,11 +129,9 @@ def ovo_vit(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     return model
 
 
-def data_config_of(loaded: Any) -> dict[str, Any] | None:
+def data_config_of(loaded: LoadedSupernet) -> dict[str, Any] | None:
     """timm's data config (input size, mean/std, interpolation, crop) of the eval transform the
     checkpoint's data was scored with; ``None`` when the checkpoint records no data config."""
-    from ovo.errors import CheckpointError
-
     try:
         dm = loaded.datamodule()
     except CheckpointError:
@@ -155,8 +160,6 @@ def registered_model(
 ) -> VisionTransformer:
     """``model``'s weights in a model built by timm's factory (``create_model("ovo_vit")``), so
     it has the ``pretrained_cfg`` and recorded ``model_args`` timm's ``save_for_hf`` needs."""
-    import timm
-
     overlay = dict(data_config or {})
     overlay["num_classes"] = cfg.num_classes
     with torch.device("meta"):  # no init work: the weights are assigned below
@@ -185,8 +188,6 @@ def save_hub_folder(
     Written into a temporary folder first and moved in file by file (each move atomic), so a
     crash leaves no half-written file behind.
     """
-    from timm.models import save_for_hf
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timm_model = registered_model(model, arch, cfg, head_dim, data_config)
@@ -210,10 +211,24 @@ def save_hub_folder(
     return out
 
 
+def save_exported(
+    model: VisionTransformer,
+    arch: Arch,
+    cfg: ViTConfig,
+    head_dim: int,
+    out_dir: str | Path,
+    data_config: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` into ``out_dir`` (each atomically) in
+    timm's Hub format; ``data_config`` (timm's: input size, mean/std, interpolation, crop) is
+    the ``pretrained_cfg``'s preprocessing (timm's ImageNet defaults when ``None``)."""
+    config = exported_config(arch, cfg, head_dim, **extra)
+    return save_hub_folder(model, arch, cfg, head_dim, out_dir, data_config, config)
+
+
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` if it is a valid Hub repository id (``owner/name``), else a ConfigError."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
@@ -226,9 +241,6 @@ def check_repo_id(repo_id: str) -> str:
 def check_hub_reachable(repo_id: str) -> None:
     """Fail (one ConfigError) before any work when the Hub cannot be reached or no token is
     set: nothing is written then."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import get_token
-
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise ConfigError(
             f"push_to_hub={repo_id}: HF_HUB_OFFLINE is set; unset it to upload, or export without "
@@ -250,8 +262,6 @@ def check_hub_reachable(repo_id: str) -> None:
 
 def push_folder(folder: str | Path, repo_id: str, commit_message: str) -> str:
     """Upload ``folder`` to the Hub model repo ``repo_id`` (created if missing); its URL."""
-    from huggingface_hub import HfApi
-
     api = HfApi(library_name="timm")
     try:
         repo = api.create_repo(repo_id, exist_ok=True, repo_type="model")

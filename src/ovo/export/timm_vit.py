@@ -148,24 +148,6 @@ def exported_config(arch: Arch, cfg: ViTConfig, head_dim: int, **extra: Any) -> 
     }
 
 
-def save_exported(
-    model: VisionTransformer,
-    arch: Arch,
-    cfg: ViTConfig,
-    head_dim: int,
-    out_dir: str | Path,
-    data_config: dict[str, Any] | None = None,
-    **extra: Any,
-) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``out_dir`` (each atomically) in
-    timm's Hub format; ``data_config`` (timm's: input size, mean/std, interpolation, crop) is
-    the ``pretrained_cfg``'s preprocessing (timm's ImageNet defaults when ``None``)."""
-    from ovo.export.hub import save_hub_folder  # it builds on this module
-
-    config = exported_config(arch, cfg, head_dim, **extra)
-    return save_hub_folder(model, arch, cfg, head_dim, out_dir, data_config, config)
-
-
 def load_exported(path: str | Path, device: str | torch.device = "cpu") -> VisionTransformer:
     """Rebuild the timm model saved by :func:`save_exported` (safe: safetensors + JSON only)."""
     path = Path(path)

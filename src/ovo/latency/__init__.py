@@ -1,24 +1,22 @@
-"""Latency lookup tables of a space's building blocks on one device (:mod:`ovo.latency.table`).
-``python -m ovo.latency`` is :mod:`ovo.commands.latency`."""
+"""Latency lookup tables of a space's building blocks on one device (:mod:`ovo.latency.table`),
+timed in a runtime (:mod:`ovo.latency.runtime`) under :class:`Conditions`
+(:mod:`ovo.latency.timing`). ``python -m ovo.latency`` is :mod:`ovo.commands.latency`."""
 
 from ovo.latency.table import (
-    DTYPES,
-    Conditions,
     LatencyTable,
-    conditions_of,
-    device_name,
     load_table,
     measure_model_ms,
     measure_models_ms,
     measure_table,
     same_machine,
 )
+from ovo.latency.timing import DTYPES, Conditions, TableConditions, device_name
 
 __all__ = [
     "DTYPES",
     "Conditions",
     "LatencyTable",
-    "conditions_of",
+    "TableConditions",
     "device_name",
     "load_table",
     "measure_model_ms",

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from ovo.errors import ConfigError
+from ovo.export.formats import export_program, write_onnx
+from ovo.latency.timing import Conditions, time_ms
 
 RUNTIMES = ("torch", "onnxruntime")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -29,7 +31,7 @@ GPU_PROVIDERS = (CUDA, "TensorrtExecutionProvider")  # providers that run on dev
 # ---- which runtime ------------------------------------------------------------------------------
 def _import_ort() -> Any:
     try:
-        import onnxruntime
+        import onnxruntime  # optional (the onnx extra): a ConfigError without it
     except ImportError:
         raise ConfigError(
             "runtime=onnxruntime needs the onnxruntime package: uv sync --extra onnx (or pip "
@@ -130,12 +132,10 @@ class Timer(Protocol):
 class TorchTimer:
     """PyTorch eager, under the conditions' dtype (autocast) on their device."""
 
-    def __init__(self, cond: Any) -> None:
+    def __init__(self, cond: Conditions) -> None:
         self.cond = cond
 
     def time(self, key: str, module: Callable[[], nn.Module], x: torch.Tensor) -> float:
-        from ovo.latency.table import time_ms
-
         m = module()
         return time_ms(lambda: m(x), self.cond)
 
@@ -150,7 +150,7 @@ class OrtTimer:
     """ONNX Runtime: each module exported once (to ``export_dir``, or a temporary folder) and
     timed in a fresh ``InferenceSession`` per call."""
 
-    def __init__(self, cond: Any, export_dir: Path | None = None) -> None:
+    def __init__(self, cond: Conditions, export_dir: Path | None = None) -> None:
         self.cond, self.ort = cond, _import_ort()
         self.threads = int(cond.threads or torch.get_num_threads())
         self._tmp = None if export_dir else tempfile.TemporaryDirectory(prefix="ovo-latency-")
@@ -159,8 +159,6 @@ class OrtTimer:
 
     def export(self, key: str, module: Callable[[], nn.Module], x: torch.Tensor) -> Path:
         """``module()`` as ONNX (written once per key)."""
-        from ovo.export.formats import export_program, write_onnx
-
         path = self.dir / f"{key}.onnx"
         if not path.is_file():
             write_onnx(export_program(module().eval(), x), x, path)
@@ -201,8 +199,6 @@ class OrtTimer:
         return run
 
     def time(self, key: str, module: Callable[[], nn.Module], x: torch.Tensor) -> float:
-        from ovo.latency.table import time_ms
-
         session = self.session(self.export(key, module, x))
         return time_ms(self.runner(session, x), self.cond)
 
@@ -220,7 +216,7 @@ class OrtTimer:
             self._tmp.cleanup()
 
 
-def timer_for(cond: Any, export_dir: Path | None = None) -> Timer:
+def timer_for(cond: Conditions, export_dir: Path | None = None) -> Timer:
     """The timer of ``cond.runtime`` (ONNX files kept in ``export_dir`` when given)."""
     if cond.runtime == "onnxruntime":
         return OrtTimer(cond, export_dir)

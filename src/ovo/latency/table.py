@@ -29,11 +29,11 @@ runtimes) is a torch eager one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from ovo.errors import ConfigError
+from ovo.export.timm_vit import build_timm_vit
 from ovo.latency.calibration import (
     CALIBRATION_THRESHOLD,
     Calibration,
@@ -50,30 +51,12 @@ from ovo.latency.calibration import (
     fit_calibration,
 )
 from ovo.latency.runtime import Head, Stem, runtime_problem, timer_for
+from ovo.latency.timing import MODEL_KEYS, Conditions, TableConditions, device_name
 from ovo.space import Arch, SearchSpace, mlp_hidden
 from ovo.supernet.config import ViTConfig
 
 TABLE_FORMAT = "ovo.latency_table"
 TABLE_VERSION = 1
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# model settings a table's numbers depend on (the token count, the head's width)
-MODEL_KEYS = ("img_size", "patch_size", "in_chans", "num_classes", "global_pool")
-
-
-def device_name(device: torch.device) -> str:
-    """A stable name of the hardware behind ``device`` (the GPU's, or the CPU's model)."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
-    return f"cpu: {model}"
 
 
 def _ratio(space: SearchSpace, embed_dim: int, hidden: int) -> float:
@@ -85,7 +68,7 @@ def _ratio(space: SearchSpace, embed_dim: int, hidden: int) -> float:
 class LatencyTable:
     """Measured milliseconds per building block (see the module docstring)."""
 
-    conditions: dict[str, Any]  # runtime, provider, device, threads, dtype, batch, tokens, ...
+    conditions: TableConditions  # runtime, provider, device, threads, dtype, batch, tokens, ...
     stem_ms: dict[int, float]
     block_ms: dict[tuple[int, int, int], float]
     head_ms: dict[int, float]
@@ -96,12 +79,12 @@ class LatencyTable:
     def runtime(self) -> str:
         """What the parts were timed in: ``torch`` (eager; tables without the key) or
         ``onnxruntime``."""
-        return str(self.conditions.get("runtime") or "torch")
+        return self.conditions.runtime
 
     @property
     def provider(self) -> str | None:
         """ONNX Runtime's execution provider (``None`` for torch)."""
-        return self.conditions.get("provider")
+        return self.conditions.provider
 
     # ---- prediction ---------------------------------------------------------------------
     def predict(self, arch: Arch) -> float:
@@ -145,18 +128,11 @@ class LatencyTable:
 
     def fingerprint(self) -> str:
         """A short hash of the table's numbers and conditions."""
-        import hashlib
-
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        c = self.conditions
-        where = "" if self.runtime == "torch" else f"{self.runtime} ({self.provider}), "
-        return (
-            f"{where}{c['device']}, {c['threads']} threads, {c['dtype']}, batch {c['batch']}, "
-            f"{c['tokens']} tokens"
-        )
+        return self.conditions.describe()
 
     # ---- checks ---------------------------------------------------------------------------
     def check_matches(
@@ -178,27 +154,27 @@ class LatencyTable:
                 f"runtime={runtime} (with the space, model and device of this one)"
             )
         mine = {k: v for k, v in space.to_dict().items() if k != "name"}
-        theirs = {k: v for k, v in c["space"].items() if k != "name"}
+        theirs = {k: v for k, v in c.space.items() if k != "name"}
         if mine != theirs:
             raise ConfigError(
-                f"{where} was measured for space '{c['space'].get('name')}' {theirs}, not for "
+                f"{where} was measured for space '{c.space.get('name')}' {theirs}, not for "
                 f"space '{space.name}' {mine}; build a table for it: python -m ovo.latency "
                 f"space={space.name} (or ckpt_path=<the checkpoint>)"
             )
         model = {k: getattr(cfg, k) for k in MODEL_KEYS} | {"head_dim": head_dim}
         diffs = [
-            f"{k}: {c['model'].get(k)} there, {v} here"
+            f"{k}: {c.model.get(k)} there, {v} here"
             for k, v in model.items()
-            if c["model"].get(k) != v
+            if c.model.get(k) != v
         ]
         if diffs:
             raise ConfigError(
                 f"{where} was measured for other model settings ({'; '.join(diffs)}); build "
                 "one with the checkpoint's settings (python -m ovo.latency ckpt_path=...)"
             )
-        if device and device.lower() not in c["device"].lower():
+        if device and device.lower() not in c.device.lower():
             raise ConfigError(
-                f"{where} was measured on '{c['device']}', not on a '{device}' device; build "
+                f"{where} was measured on '{c.device}', not on a '{device}' device; build "
                 "one on the device you deploy to (python -m ovo.latency device=...)"
             )
 
@@ -207,7 +183,7 @@ class LatencyTable:
         data = {
             "format": TABLE_FORMAT,
             "version": TABLE_VERSION,
-            "conditions": self.conditions,
+            "conditions": self.conditions.to_dict(),
             "stem_ms": {str(e): v for e, v in sorted(self.stem_ms.items())},
             "block_ms": {"-".join(map(str, k)): v for k, v in sorted(self.block_ms.items())},
             "head_ms": {str(e): v for e, v in sorted(self.head_ms.items())},
@@ -227,7 +203,7 @@ class LatencyTable:
             )
         try:
             return cls(
-                dict(data["conditions"]),
+                TableConditions(dict(data["conditions"])),
                 {int(e): float(v) for e, v in data["stem_ms"].items()},
                 {
                     tuple(int(p) for p in k.split("-")): float(v)
@@ -259,47 +235,6 @@ def load_table(path: str) -> LatencyTable:
     return LatencyTable.from_dict(data, str(path))
 
 
-# ---- measuring ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Conditions:
-    """What a measurement runs under."""
-
-    device: torch.device
-    dtype: torch.dtype
-    batch: int
-    repeats: int = 20
-    warmup: int = 5
-    # each thing is timed in this many rounds, round-robin over everything being timed, and the
-    # median round kept: a shared machine's speed drifts over seconds (up to ~20% on a 2-core
-    # VM), which a block timed in one go would carry into the table as that block's error
-    rounds: int = 3
-    runtime: str = "torch"  # or onnxruntime (ovo.latency.runtime)
-    provider: str | None = None  # onnxruntime's execution provider
-    threads: int | None = None  # onnxruntime's intra-op threads (None: torch's thread count)
-
-    def context(self) -> Any:
-        enabled = self.dtype != torch.float32
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
-
-
-def time_ms(fn: Callable[[], Any], cond: Conditions) -> float:
-    """Median milliseconds of ``fn()`` (after warm-up; CUDA synchronised)."""
-    cuda = cond.device.type == "cuda"
-    with torch.inference_mode(), cond.context():
-        for _ in range(cond.warmup):
-            fn()
-        times = []
-        for _ in range(cond.repeats):
-            if cuda:
-                torch.cuda.synchronize(cond.device)
-            start = time.perf_counter()
-            fn()
-            if cuda:
-                torch.cuda.synchronize(cond.device)
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def measure_table(
     space: SearchSpace,
     cfg: ViTConfig,
@@ -320,8 +255,6 @@ def measure_table(
 
     ``calibrate`` whole subnets (:func:`calibration_archs`) are then timed as the validation
     times them and the calibration line fitted (0: none, the plain sum of parts)."""
-    from ovo.export.timm_vit import build_timm_vit
-
     x = torch.randn(cond.batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=cond.device)
     shapes = space.block_shapes()
     chain = max(space.depth)
@@ -361,7 +294,7 @@ def measure_table(
         "rounds": cond.rounds,
         "block_chain": chain,  # blocks per timed call (see above)
     }
-    table = LatencyTable(conditions, stem_ms, block_ms, head_ms)
+    table = LatencyTable(TableConditions(conditions), stem_ms, block_ms, head_ms)
     if calibrate <= 0:
         return table
     archs = calibration_archs(space, calibrate)
@@ -385,7 +318,9 @@ def measure_table(
         parts_ms=tuple(parts),
         measured_ms=tuple(measured),
     )
-    return LatencyTable(conditions, stem_ms, block_ms, head_ms, calibration=calibration)
+    return LatencyTable(
+        TableConditions(conditions), stem_ms, block_ms, head_ms, calibration=calibration
+    )
 
 
 def measure_model_ms(model: torch.nn.Module, cfg: ViTConfig, cond: Conditions) -> float:
@@ -416,28 +351,15 @@ def measure_models_ms(
     return [statistics.median(t) for t in times]
 
 
-def conditions_of(table: LatencyTable, repeats: int = 20, warmup: int = 5) -> Conditions:
-    """The measuring conditions a table was built under, to measure a whole model the same way."""
-    c = table.conditions
-    device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
-    rounds = int(c.get("rounds", 1))  # tables before rounds timed each thing once
-    runtime, provider = c.get("runtime") or "torch", c.get("provider")
-    threads = int(c["threads"]) if runtime != "torch" else None  # torch's: the process's
-    dtype = DTYPES[c["dtype"]]
-    return Conditions(
-        device, dtype, int(c["batch"]), repeats, warmup, rounds, runtime, provider, threads
-    )
-
-
 def same_machine(table: LatencyTable) -> bool:
     """Whether this process runs on the device (and thread count) the table was measured on,
     with its runtime at hand."""
     c = table.conditions
-    device = torch.device("cuda" if c["device_type"] == "cuda" else "cpu")
+    device = torch.device("cuda" if c.device_type == "cuda" else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         return False
     if runtime_problem(table.runtime, table.provider, device):
         return False
-    return device_name(device) == c["device"] and (
-        device.type == "cuda" or table.runtime != "torch" or torch.get_num_threads() == c["threads"]
+    return device_name(device) == c.device and (
+        device.type == "cuda" or table.runtime != "torch" or torch.get_num_threads() == c.threads
     )

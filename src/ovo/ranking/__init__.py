@@ -5,12 +5,12 @@ report; numpy only), :mod:`~ovo.ranking.standalone` (the recipe-keyed store of s
 trainings) and :mod:`~ovo.ranking.plan` (what ``python -m ovo.rank`` trains, scores and tabulates).
 """
 
+import importlib
+import warnings
+
 
 def __getattr__(name: str) -> object:
     # `ovo.ranking.<function>` was the statistics module before ovo.ranking became this package
-    import importlib
-    import warnings
-
     if name.startswith("__"):
         raise AttributeError(name)
     stats = importlib.import_module("ovo.ranking.stats")  # not `from . import`: it asks us

@@ -1,5 +1,5 @@
 """Rank-agreement statistics of a supernet: do inherited accuracies order subnets the way
-standalone training does? Pure functions of paired scores (no torch), used by ``ovo.rank``.
+standalone training does? Pure functions of paired scores (numpy arrays in, floats out), used by ``ovo.rank``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from ovo.units import scale_of
 
 def plot_pareto(result: SearchResult, path: str | Path, title: str = "") -> Path:
     """Accuracy vs params and vs FLOPs of every evaluated arch, with both Pareto fronts."""
-    import matplotlib
+    import matplotlib  # here: pyplot costs ~1 s to import and only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 import torch._dynamo
 import torch.fx.experimental._config as fx_config
+from rich.progress import track
 from torch import Tensor
 
 from ovo.settings import COMPILE_BACKENDS
@@ -122,8 +123,6 @@ class CompiledBlocks:
         Run it under the autocast state training/evaluation will use (``context``: a context
         manager factory, e.g. the precision plugin's): guards include it. Nothing touches the
         parameters' gradients (the weights are detached copies)."""
-        from contextlib import nullcontext
-
         block = net.blocks[0]
         device = block.norm1.weight.device
         tokens = net.cfg.num_tokens
@@ -131,8 +130,6 @@ class CompiledBlocks:
         start = time.perf_counter()
         items = self.shapes
         if progress:
-            from rich.progress import track
-
             items = track(items, description=f"compiling {len(items)} block shapes", transient=True)
         was_training = block.training
         block.train(train)

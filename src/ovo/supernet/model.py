@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
 
 import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from ovo.space import Arch, ArchError, SearchSpace, mlp_hidden
+from ovo.supernet.compile import CompiledBlocks
 from ovo.supernet.config import ViTConfig
 from ovo.supernet.costs import CostModel
 from ovo.supernet.layers import (
@@ -20,9 +20,6 @@ from ovo.supernet.layers import (
     block_forward,
     lead,
 )
-
-if TYPE_CHECKING:
-    from ovo.supernet.compile import CompiledBlocks
 
 
 class SuperViT(nn.Module):
@@ -74,8 +71,6 @@ class SuperViT(nn.Module):
         MLP hidden) instead of once per arch (as ``nn.Module.compile`` does for the whole
         module); returns the :class:`~ovo.supernet.compile.CompiledBlocks` (graph count,
         warm-up). Weights and checkpoints are unchanged."""
-        from ovo.supernet.compile import CompiledBlocks
-
         self.compiled = CompiledBlocks(self.space, backend=backend, mode=mode)
         return self.compiled
 

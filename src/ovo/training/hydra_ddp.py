@@ -14,16 +14,18 @@ import os
 import sys
 from collections.abc import Sequence
 
+import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd, to_absolute_path
+from lightning.pytorch.strategies.launchers import subprocess_script
+
+import __main__
+
 _DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
     """The command that runs rank ``local_rank`` of the current Hydra job, and its cwd."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_original_cwd, to_absolute_path
-
-    import __main__
-
     hydra_cfg = HydraConfig.get()
     if __main__.__spec__ is None:
         command = [sys.executable, to_absolute_path(sys.argv[0])]
@@ -40,15 +42,11 @@ def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
 
 def install() -> None:
     """Make Lightning's subprocess launcher start children for the current job only."""
-    from lightning.pytorch.strategies.launchers import subprocess_script
-
     subprocess_script._hydra_subprocess_cmd = job_subprocess_cmd
 
 
 def reset_between_jobs() -> None:
     """Destroy the process group and clear rendezvous variables (the next job re-creates them)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     for key in _DDP_ENV:

@@ -11,9 +11,9 @@ binomial standard error of one arch's accuracy on it, sqrt(p (1 - p) / N).
 Latency: ``python -m ovo.latency`` builds a table on this machine and measures random exported
 subnets whole; the report gives the table's prediction error (target: within 10%).
 
-    python bench/search_cost.py --ckpt outputs/rank_evidence/supernet/checkpoints/last.ckpt
-    python bench/search_cost.py --ckpt CKPT --seeds 0 1 2 --params-max 0.5M
-    python bench/search_cost.py --latency-only --space tiny --img-size 224 --patch-size 16
+    python studies/search_cost.py --ckpt outputs/rank_evidence/supernet/checkpoints/last.ckpt
+    python studies/search_cost.py --ckpt CKPT --seeds 0 1 2 --params-max 0.5M
+    python studies/search_cost.py --latency-only --space tiny --img-size 224 --patch-size 16
 """
 
 from __future__ import annotations

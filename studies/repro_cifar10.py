@@ -20,10 +20,10 @@ interrupted training from its last checkpoint). ``report.md``, ``report.json``
 and ``acc_vs_params.png`` gather the results.
 
     make repro                                   # 4 methods, seed 0 (about 1.3 h on 2 cores)
-    python bench/repro_cifar10.py --seeds 0 1    # two seeds
-    python bench/repro_cifar10.py --methods ovo autoformer --jobs 1
+    python studies/repro_cifar10.py --seeds 0 1    # two seeds
+    python studies/repro_cifar10.py --methods ovo autoformer --jobs 1
     # one GPU, three supernets side by side, the default-deciding experiment (alpha 0.5 vs 1):
-    python bench/repro_cifar10.py --preset repro_cifar10_gpu --methods ovo ovo_a05 \
+    python studies/repro_cifar10.py --preset repro_cifar10_gpu --methods ovo ovo_a05 \
         autoformer_x2 --seeds 0 1 2 --jobs 3 --panel-only
 
 The report pairs methods per seed (difference of panel means on the validation split; over

@@ -8,11 +8,11 @@ through :class:`ovo.jobs.Pool` (finished jobs skipped, an interrupted training r
 ``last.ckpt``); a run's record, ``<records>/<name>/seed<S>.json``, is written as each of its
 phases ends, so a stopped screen loses nothing it finished.
 
-    python bench/rank_variants.py default:0 sandwich:0            # CPU, 2 side by side
-    python bench/rank_variants.py --all --seeds 0 1 --trainer gpu --parallel 16 \
+    python studies/rank_variants.py default:0 sandwich:0            # CPU, 2 side by side
+    python studies/rank_variants.py --all --seeds 0 1 --trainer gpu --parallel 16 \
         --records docs/rank_cifar10/variants_gpu
 
-    python bench/rank_variants.py --report docs/rank_cifar10/variants_gpu   # table + the rule
+    python studies/rank_variants.py --report docs/rank_cifar10/variants_gpu   # table + the rule
 
 The table in the README (section "Can the search trust the supernet?") is built from these
 records by ``--report``; the variants and the rule that picks the default (``apply_rule``) were
