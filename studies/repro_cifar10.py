@@ -43,7 +43,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ovo.jobs import Job, Pool, python_module, read_done
+from ovo.space import Arch
 
 # ovo's distillation settings as of this script's methods (DistillConfig at commit 465a06b)
 PINNED = {
@@ -318,7 +321,6 @@ def run(args: argparse.Namespace) -> None:
 
 
 def arch_key(arch_file: Path) -> str:
-    from ovo.space import Arch
 
     arch = Arch.from_yaml(arch_file)
     heads = "".join(map(str, arch.num_heads))
@@ -400,8 +402,6 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 
 def hardware() -> dict[str, Any]:
     """Where the report was made (the training runs ran there too)."""
-    import torch
-
     device = (
         torch.cuda.get_device_name(0)
         if torch.cuda.is_available()

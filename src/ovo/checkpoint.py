@@ -31,7 +31,7 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from ovo.data import datamodule_from_config
+from ovo.data import ImageClassificationDataModule, datamodule_from_config
 from ovo.errors import CheckpointError
 from ovo.settings import plain
 from ovo.space import SearchSpace
@@ -152,7 +152,9 @@ class LoadedSupernet:
         merged = OmegaConf.merge(OmegaConf.create(data), OmegaConf.create(plain(overrides) or {}))
         return OmegaConf.to_container(merged, resolve=True)
 
-    def datamodule(self, overrides: Mapping[str, Any] | None = None) -> Any:
+    def datamodule(
+        self, overrides: Mapping[str, Any] | None = None
+    ) -> ImageClassificationDataModule:
         """The data module the checkpoint was trained with (the same held-out search split),
         with ``overrides`` (e.g. a new ``root``) merged in."""
         return datamodule_from_config(self.data_config(overrides))

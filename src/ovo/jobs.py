@@ -195,6 +195,8 @@ class Pool:
     ) -> None:
         if jobs < 1:
             raise ConfigError(f"jobs={jobs} must be at least 1")
+        if threads_per_job is not None and threads_per_job < 1:
+            raise ConfigError(f"threads_per_job={threads_per_job} must be at least 1 or null")
         self.jobs = int(jobs)
         self.threads = int(threads_per_job or max(1, (os.cpu_count() or 1) // self.jobs))
         self.gpus = list(visible_gpus() if gpus is None else gpus)

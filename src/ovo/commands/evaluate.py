@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from typing import Any
 
 import torch
+from lightning.fabric import Fabric
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +28,7 @@ from ovo.commands.from_checkpoint import (
 )
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
+from ovo.latency.timing import wall_seconds
 from ovo.scoring import EvalSettings, SubnetEvaluator
 from ovo.space import Arch
 from ovo.supernet import SuperViT
@@ -35,23 +36,19 @@ from ovo.supernet import SuperViT
 
 @torch.inference_mode()
 def inference_throughput(
-    net: SuperViT, arch: Arch, fabric: Any, batch: int, repeats: int = 3
+    net: SuperViT, arch: Arch, fabric: Fabric, batch: int, repeats: int = 3
 ) -> float:
     """Images per second of ``net(x, arch)`` on random input (median of ``repeats``)."""
     cfg = net.cfg
     x = torch.randn(batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=fabric.device)
-    times = []
-    for i in range(repeats + 1):
-        if fabric.device.type == "cuda":
-            torch.cuda.synchronize(fabric.device)
-        start = time.perf_counter()
+
+    def forward() -> None:
         with fabric.autocast():
             net(x, arch)
-        if fabric.device.type == "cuda":
-            torch.cuda.synchronize(fabric.device)
-        if i:  # the first is warm-up
-            times.append(time.perf_counter() - start)
-    return batch / sorted(times)[len(times) // 2]
+
+    forward()  # warm-up
+    times = sorted(wall_seconds(forward, fabric.device) for _ in range(repeats))
+    return batch / times[len(times) // 2]
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ def check_settings(cfg: DictConfig) -> tuple[list[str], str | None]:
     return formats, hub_id
 
 
-def dataset_facts(loaded: Any) -> dict[str, Any] | None:
+def dataset_facts(loaded: LoadedSupernet) -> dict[str, Any] | None:
     data = (loaded.hparams or {}).get("data") or {}
     target = str(data.get("_target_", ""))
     key = target.rsplit(".", 1)[-1].removesuffix("DataModule").lower()

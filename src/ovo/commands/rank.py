@@ -46,8 +46,7 @@ from ovo.settings import plain
 
 
 def check_settings(cfg: DictConfig) -> None:
-    if cfg.jobs < 1:
-        raise ConfigError(f"jobs={cfg.jobs} must be at least 1")
+    """The settings ``jobs`` and ``threads_per_job`` aside (the :class:`Pool` checks those)."""
     check_eval_split(cfg.split)
     if not cfg.standalone.seeds:
         raise ConfigError("standalone.seeds is empty: give at least one training seed")
@@ -56,8 +55,6 @@ def check_settings(cfg: DictConfig) -> None:
     for key in ("top_k", "bins", "bootstrap"):
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
-    if cfg.threads_per_job is not None and cfg.threads_per_job < 1:
-        raise ConfigError(f"threads_per_job={cfg.threads_per_job} must be at least 1 or null")
     if str(cfg.eval.devices) not in ("1", "auto") or cfg.eval.num_nodes != 1:
         raise ConfigError(
             "ovo.rank scores on one device (eval.devices=1); its trainings run side by side "
@@ -66,6 +63,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    pool = Pool(int(cfg.jobs), cfg.threads_per_job, tag="rank")
     check_settings(cfg)
     # one device: with eval.devices=auto on a machine with several GPUs, a launched Fabric would
     # run this whole command (all its trainings) once per GPU
@@ -85,7 +83,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     check_rank_dir(out, archs, identity)
     trainings, stores = plan(cfg, loaded, archs, out, known)
-    pool = Pool(int(cfg.jobs), cfg.threads_per_job, tag="rank")
     pool.check([t.job for t in trainings])  # before anything is written or trained
 
     dm = loaded.datamodule(cfg.get("data"))

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ovo.atomic import atomic_write_json, atomic_write_text
 from ovo.budget import Constraints, check_feasible
+from ovo.checkpoint import LoadedSupernet
 from ovo.commands.cli import hydra_command, output_dir, print_outputs
 from ovo.commands.from_checkpoint import (
     compile_for_eval,
@@ -30,13 +31,14 @@ from ovo.commands.rundir import run_dir_lock
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
-from ovo.latency import measure_model_ms, same_machine
+from ovo.latency import LatencyTable, measure_model_ms, same_machine
 from ovo.scoring import EvalSettings, SubnetEvaluator
 from ovo.search.fitness import FullFitness, Halving, HalvingSettings
 from ovo.search.loop import Search, SearchSettings
 from ovo.search.plot import plot_pareto
 from ovo.search.result import EvaluatedArch, GenerationRecord
 from ovo.settings import plain, settings_from
+from ovo.space import Arch
 from ovo.training.faults import kill_self
 from ovo.units import format_count
 
@@ -224,7 +226,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return summary
 
 
-def best_latency_here(loaded: Any, arch: Any, table: Any) -> float | None:
+def best_latency_here(loaded: LoadedSupernet, arch: Arch, table: LatencyTable) -> float | None:
     """The exported best arch's latency measured under the table's conditions, when this is the
     machine the table was measured on (else ``None``: a number from another device would not
     check the prediction)."""

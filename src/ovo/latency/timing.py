@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from ovo.errors import ConfigError
+from ovo.supernet.config import SHAPE_KEYS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# model settings a table's numbers depend on (the token count, the head's width)
-MODEL_KEYS = ("img_size", "patch_size", "in_chans", "num_classes", "global_pool")
+# model settings a table's numbers depend on: the shapes, and how the head pools
+MODEL_KEYS = (*SHAPE_KEYS, "global_pool")
 # the keys every table's conditions hold (older tables lack runtime, provider, rounds)
 REQUIRED = ("device", "device_type", "threads", "dtype", "batch", "tokens", "space", "model")
 

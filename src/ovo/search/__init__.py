@@ -1,8 +1,13 @@
-"""Architecture search on a trained supernet: budgets, the search loop and its strategies,
-results, resumable state. ``python -m ovo.search`` is :mod:`ovo.commands.search`.
+"""Architecture search on a trained supernet: the search loop and its strategies
+(:mod:`~ovo.search.loop`), how candidates are scored (:mod:`~ovo.search.fitness`: every
+candidate on the whole fitness split, or successive halving), results
+(:mod:`~ovo.search.result`) and the resumable state (:mod:`~ovo.search.state`); the budget box
+every candidate stays in is :mod:`ovo.budget` (re-exported here). ``python -m ovo.search`` is
+:mod:`ovo.commands.search`.
 
-The evaluation of candidates is the caller's: a search takes ``fitness(archs) -> scores`` and
-calls it once per generation with all new candidates, so they can be scored in one batch.
+The scoring itself is the caller's: a :class:`Search` takes a race (``FullFitness`` or
+``Halving``) wrapping the caller's scoring function, and asks it once per generation for all new
+candidates, so they are scored in one batch (sharded over DDP ranks by the caller).
 """
 
 from ovo.budget import (

@@ -41,6 +41,7 @@ from ovo.search.state import (
 )
 from ovo.settings import settings_from
 from ovo.space import Arch, SearchSpace
+from ovo.supernet.config import SHAPE_KEYS
 from ovo.supernet.costs import CostModel
 
 Fitness = Callable[[list[Arch]], Sequence[float]]
@@ -96,9 +97,7 @@ class SearchSettings:
 
 def _cost_settings(cost: CostModel) -> dict[str, Any]:
     """The model settings the closed-form costs depend on (not e.g. drop-path)."""
-    cfg = cost.cfg
-    keys = ("img_size", "patch_size", "in_chans", "num_classes")
-    return {**{k: getattr(cfg, k) for k in keys}, "head_dim": cost.head_dim}
+    return {**{k: getattr(cost.cfg, k) for k in SHAPE_KEYS}, "head_dim": cost.head_dim}
 
 
 class Proposal(Protocol):

@@ -9,6 +9,9 @@ from typing import Any, Literal
 from ovo.errors import ConfigError
 from ovo.settings import settings_dict, settings_from
 
+# the settings that fix every tensor shape of a subnet, and so its closed-form costs
+SHAPE_KEYS = ("img_size", "patch_size", "in_chans", "num_classes")
+
 
 @dataclass(frozen=True)
 class ViTConfig:
@@ -30,7 +33,7 @@ class ViTConfig:
     per_depth_norm: bool = False
 
     def __post_init__(self) -> None:
-        for key in ("img_size", "patch_size", "in_chans", "num_classes"):
+        for key in SHAPE_KEYS:
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key}={getattr(self, key)} must be positive")
         if self.img_size % self.patch_size:

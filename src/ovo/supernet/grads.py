@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 
-def _index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
+def leading_index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
+    """The index of a tensor's leading ``sizes`` slice: ``t[leading_index((a, b))] == t[:a, :b]``."""
     return tuple(slice(0, s) for s in sizes)
 
 
@@ -85,7 +86,7 @@ class SliceGrads:
             view = self.views.get(param)
             # a parameter detached between forward and backward: a gradient of its own
             param.grad = torch.zeros_like(param) if view is None else view
-        param.grad[_index(sizes)].add_(grad)
+        param.grad[leading_index(sizes)].add_(grad)
         box = self.touched.get(param)
         self.touched[param] = (
             list(sizes) if box is None else [max(a, b) for a, b in zip(box, sizes)]
@@ -101,7 +102,7 @@ class SliceGrads:
         """Zero what was written and clear every ``.grad`` (``optimizer.zero_grad()``)."""
         for p, box in self.touched.items():
             view = self.views[p]
-            (view if self.zero_whole else view[_index(tuple(box))]).zero_()
+            (view if self.zero_whole else view[leading_index(tuple(box))]).zero_()
         for p in self.params:
             p.grad = None
         self.touched.clear()

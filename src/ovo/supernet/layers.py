@@ -31,11 +31,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from ovo.supernet.grads import SliceGrads
-
-
-def _index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
-    return tuple(slice(0, s) for s in sizes)
+from ovo.supernet.grads import SliceGrads, leading_index
 
 
 class _LeadingSlice(torch.autograd.Function):
@@ -51,7 +47,7 @@ class _LeadingSlice(torch.autograd.Function):
         owner: SliceGrads,
     ) -> Tensor:
         ctx.param, ctx.sizes, ctx.owner = param, sizes, owner
-        view = param[_index(sizes)]
+        view = param[leading_index(sizes)]
         return view if dtype is None else view.to(dtype)
 
     @staticmethod
@@ -71,10 +67,10 @@ def lead(param: Tensor, sizes: tuple[int, ...], dtype: torch.dtype | None = None
         owner = SliceGrads.of(param)
         if owner is not None:
             return _LeadingSlice.apply(param, tuple(sizes), dtype, owner)
-        view = param[_index(sizes)]
+        view = param[leading_index(sizes)]
     else:
         # a plain tensor, never the Parameter itself: compiled evaluation graphs see one type
-        view = param.detach()[_index(sizes)]
+        view = param.detach()[leading_index(sizes)]
     return view if dtype is None else view.to(dtype)
 
 

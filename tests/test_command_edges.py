@@ -1,6 +1,6 @@
-"""Small things users and maintainers tripped on (issue 19): a corrupt checkpoint to resume from,
-a second search into a busy run directory, more loader workers than cores, Lightning's tips and
-zero FLOPs in the model summary, W&B runs left open by a failure, the budget checked twice.
+"""What commands do at their edges: a corrupt checkpoint to resume from, a second search into a
+busy run directory, more loader workers than cores, what a training prints (no Lightning tips,
+the subnets' costs), W&B runs closed however a command ends, the budget checked once.
 
 User errors end in one ``ovo: error:`` line, exit status 2, and write nothing (as in
 ``test_bad_inputs.py``). Commands run in-process exactly as ``python -m ovo.<command>``."""
