@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from ovo.errors import UserError, one_line
@@ -105,6 +109,55 @@ def user_errors_exit(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def config_groups(config_name: str, conf: Path | None = None) -> dict[str, list[str]]:
+    """The config groups ``conf/<config_name>.yaml`` composes (its defaults list, Hydra's own
+    ``hydra/...`` groups aside), each with the options ``conf/`` holds."""
+    conf = conf or conf_dir()
+    try:
+        defaults = yaml.safe_load((conf / f"{config_name}.yaml").read_text()).get("defaults", [])
+    except (OSError, AttributeError, yaml.YAMLError):
+        return {}
+    groups = {}
+    for entry in defaults:
+        if not isinstance(entry, dict):
+            continue
+        for key in entry:
+            group = str(key).removeprefix("override ").removeprefix("optional ").strip()
+            folder = conf / group
+            if group.startswith("hydra") or "@" in group or not folder.is_dir():
+                continue
+            groups[group] = sorted(str(p.relative_to(folder))[:-5] for p in folder.rglob("*.yaml"))
+    return groups
+
+
+def unknown_option(config_name: str, overrides: Sequence[str]) -> str | None:
+    """The message for the first ``group=option`` of ``overrides`` whose option the group does
+    not have (``experiment=ovo_tii``), or ``None``. Hydra itself would answer with a listing of
+    its search path and exit 1; the command says it in one line instead. Overrides Hydra cannot
+    parse, glob sweeps and extra config directories are left to Hydra."""
+    args = [a for a in overrides if "=" in a and not a.startswith("-")]
+    if any(a.startswith(("--config-dir", "-cd", "hydra.searchpath")) for a in overrides):
+        return None  # options may come from another config directory
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except HydraException:
+        return None
+    groups = config_groups(config_name)
+    for o in parsed:
+        choices = groups.get(o.key_or_group)
+        if choices is None or o.is_delete() or o.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        for value in values:
+            if value is not None and str(value) != "null" and str(value) not in choices:
+                group = o.key_or_group
+                return (
+                    f"{group}={value} is not an option of the config group '{group}'; "
+                    f"choose one of: {', '.join(choices)}"
+                )
+    return None
+
+
 def hydra_command(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """The ``main()`` of a command: Hydra composes ``conf/<config_name>.yaml`` with the
     command line (open sections rewritten), the config is resolved, then ``run(cfg)``."""
@@ -119,6 +172,10 @@ def hydra_command(config_name: str, run: Callable[[DictConfig], Any]) -> Callabl
     def main() -> Any:
         # rewritten in sys.argv itself: DDP launchers re-run it for the other ranks
         sys.argv[1:] = open_overrides(config_name, sys.argv[1:])
+        problem = None if debug_mode() else unknown_option(config_name, sys.argv[1:])
+        if problem:  # before Hydra makes the run directory: nothing is written
+            print(f"ovo: error: {problem}", file=sys.stderr, flush=True)
+            sys.exit(2)
         return hydra_main()
 
     return main
