@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ovo-installed
 export WANDB_MODE ?= offline
 
-.PHONY: install train demo test test-slow test-all lint format bench repro clean gpu-wheels gpu-check
+.PHONY: install train demo test test-slow test-all lint format docs docs-serve bench repro clean gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -36,10 +36,17 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests bench studies
 	$(PY) -m ruff format --check src tests bench studies
 	$(VENV)/bin/lint-imports  # the layer order in pyproject.toml
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix src tests bench studies
 	$(PY) -m ruff format src tests bench studies
+
+docs: $(STAMP)  ## the docs site (docs/*.md + the API reference from the docstrings) -> site/
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)  ## the docs site, served live at http://127.0.0.1:8000 (rebuilt on save)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 bench: $(STAMP)  ## speed/memory ratios, supernet vs static timm models (prints a table + JSON)
 	$(PY) bench/run.py $(ARGS)
