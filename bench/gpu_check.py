@@ -45,9 +45,15 @@ NEEDED = {
     "omegaconf": ("omegaconf", "antlr4_python3_runtime"),
     "pytest": ("pytest", "iniconfig", "pluggy"),
 }
-# the CUDA test files run first (fast numeric checks before compile-heavy ones); pytest drops
-# the duplicates when "tests" then collects every other file's CUDA cases
+# the CUDA test files run first (fast numeric checks before compile-heavy ones), then every
+# other file (pytest keeps the order of file arguments, but a folder argument re-sorts them all)
 FIRST_TESTS = ("tests/test_grads.py", "tests/test_devices.py", "tests/test_compile.py")
+
+
+def test_files() -> list[str]:
+    """FIRST_TESTS, then the suite's other test files (any may hold CUDA cases)."""
+    rest = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py"))
+    return [*FIRST_TESTS, *(f for f in rest if f not in FIRST_TESTS)]
 
 
 @dataclass(frozen=True)
@@ -406,7 +412,7 @@ def stage_command(stage: Stage, work: Path, smoke: bool) -> list[str]:
         pytest = [py, "-m", "pytest", "-m", "cuda", "-p", "no:cacheprovider"]
         if smoke:  # that the CUDA cases exist and are collected
             return [*pytest, "-q", "--collect-only", *FIRST_TESTS]
-        return [*pytest, "-v", "-rs", *FIRST_TESTS, "tests"]
+        return [*pytest, "-v", "-rs", *test_files()]
     if stage.name in BENCH_STAGES:
         bench = [py, "bench/run.py", "--out", str(work / f"{stage.name}.json"), "--measures"]
         bench += BENCH_STAGES[stage.name]

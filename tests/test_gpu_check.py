@@ -159,6 +159,15 @@ def test_pytest_lines_of_a_killed_run_count_every_selected_case():
     assert (res["passed"], res["failed"], res["skipped"], res["not_run"]) == (1, 1, 0, 7)
 
 
+def test_cuda_cases_run_fast_files_first_then_every_other_file():
+    gpu_check = load_gpu_check()
+    cmd = gpu_check.stage_command(gpu_check.STAGES["tests"], REPO, smoke=False)
+    files = [a for a in cmd if a.startswith("tests")]
+    assert files[:3] == list(gpu_check.FIRST_TESTS) and len(files) == len(set(files))
+    assert "tests/test_gpu_check.py" in files and "tests" not in cmd  # a folder would re-sort
+    assert cmd[cmd.index("pytest") + 1 : cmd.index("pytest") + 3] == ["-m", "cuda"]
+
+
 def test_help_lists_the_stages_with_their_budgets(capsys):
     gpu_check = load_gpu_check()
     with pytest.raises(SystemExit):
