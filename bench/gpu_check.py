@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -338,14 +339,25 @@ def run_child(
     """Run ``cmd`` with its output in ``log`` (each line after ``prefix``); killed after
     ``limit_s`` seconds (exit 124), output or not. Returns the exit status and the lines."""
     lines: list[str] = []
+    # a session of its own: a kill reaches what the stage started too (inductor's compile
+    # workers, DDP processes), so nothing of it runs on into the next stage
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     killed = threading.Event()
 
     def kill() -> None:
         killed.set()
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended just now
+            pass
 
     watchdog = threading.Timer(limit_s, kill)
     watchdog.start()
@@ -357,6 +369,10 @@ def run_child(
         rc = proc.wait()
     finally:
         watchdog.cancel()
+        try:  # whatever the stage left running
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     if killed.is_set():
         log.line(f"[gpu-check] stage killed at its limit, {limit_s:.0f} s")
         return 124, lines

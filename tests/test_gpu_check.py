@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,6 +147,33 @@ def test_unused_time_flows_to_the_next_stage(monkeypatch, tmp_path):
     # env took no time: bench may use env's share too; bench's 100 s unused go to compile
     assert fake.limits["bench"] == 140 and fake.limits["compile"] == 300
     assert all(s["limit_s"] is not None for s in summary["stages"].values())
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie left (killed, not yet reaped by init)."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" in status.read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_a_stage_at_its_limit_is_killed_with_what_it_started(tmp_path):
+    gpu_check = load_gpu_check()
+    log = gpu_check.Log(tmp_path / "log")
+    # a stage that starts a worker; both print their pid, then block for good
+    code = (  # one write each: a pipe keeps small writes whole
+        "import os, select; os.fork(); os.write(1, f'{os.getpid()}\\n'.encode()); "
+        "select.select([], [], [])"
+    )
+    try:
+        rc, lines = gpu_check.run_child([sys.executable, "-c", code], log, 3, dict(os.environ))
+    finally:
+        log.close()
+    assert rc == 124
+    pids = [int(ln) for ln in lines if ln.strip().isdigit()]
+    assert len(pids) == 2 and all(_gone(pid) for pid in pids)
+    assert "killed at its limit, 3 s" in (tmp_path / "log").read_text()
 
 
 def test_pytest_lines_of_a_killed_run_count_every_selected_case():
