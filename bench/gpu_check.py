@@ -668,11 +668,12 @@ def run(
     each under its toy share. ``execute(stage, limit)`` runs a child stage (tests replace it)."""
     stages = stage_list(args.stages)
     share = {s.name: float(s.smoke_s if args.smoke else s.budget_s) for s in stages}
-    budget = float(
-        args.budget
-        if args.budget is not None
-        else (sum(share.values()) if args.smoke else DEFAULT_BUDGET)
-    )
+    if args.budget is not None:
+        budget = float(args.budget)
+    elif args.smoke:  # env, then the rest side by side: the longest of them
+        budget = share.get("env", 0.0) + max((v for k, v in share.items() if k != "env"), default=0)
+    else:
+        budget = float(DEFAULT_BUDGET)
     out = Path(args.out or REPO / "outputs" / "gpu_check" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ovo-gpu-check-"))
