@@ -63,7 +63,8 @@ repro: $(STAMP)  ## does online distillation help? 4 methods on real CIFAR-10 (~
 	$(PY) studies/repro_cifar10.py $(ARGS)
 
 # A GPU machine lent with no network (../shared/NOTES.md): bring what its image lacks, then one
-# command checks it (bench/gpu_check.py; `make gpu-check ARGS=--help` lists stages and minutes).
+# command checks it under a time budget (bench/gpu_check.py, docs/performance/gpu.md;
+# `make gpu-check ARGS=--help` lists the stages and their seconds).
 GPU_WHEELS := .gpu-carry/wheels
 GPU_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 
@@ -73,9 +74,9 @@ gpu-wheels:  ## here (online): wheels the GPU image lacks -> .gpu-carry/wheels, 
 	  --abi none --platform any -d $(GPU_WHEELS) hydra-core==1.3.8 omegaconf==2.3.1 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0
 	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3  # no wheel on PyPI
 	@test -f .gpu-carry/data/cifar10_jpg.zip || ! test -f $(CIFAR10_ZIP) || cp $(CIFAR10_ZIP) .gpu-carry/data/
-	$(GPU_PY) bench/gpu_check.py --pack --stages all
+	$(GPU_PY) bench/gpu_check.py --pack  # the default one-command check (core); train: --stages env train
 
-gpu-check:  ## on a GPU machine: CUDA tests, the bench's GPU rows, a short CIFAR-10 training
+gpu-check:  ## on a GPU machine: env, 224px bench rows, compile, timm anchor, CUDA tests in --budget s (480)
 	$(GPU_PY) bench/gpu_check.py $(ARGS)
 
 clean:

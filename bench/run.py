@@ -8,13 +8,16 @@ target. Prints one table and writes ``bench/results/bench.json``.
     python bench/run.py --quick        # one tiny repeat of every row (the smoke test)
     python bench/run.py --only 32px    # settings whose name contains "32px"
     python bench/run.py --profile min --only 32px   # torch.profiler: supernet vs static ops
+    python bench/run.py --profile ovo --only 32px   # op counts: OVO step vs the static pair
     python bench/run.py --measures memory           # only the peak-memory rows
     python bench/run.py --measures compile ddp      # only the compile / DDP rows
+    python bench/run.py --measures fwd_bwd ovo_step # parts of the speed measure
+    python bench/run.py --measures anchor           # timm's vit_tiny beside ovo's AutoFormer-T
 
 Settings: on a GPU batch 128 at 224px and 256 at 32px (bf16); on a CPU 16 and 64 (fp32).
 Archs: the tiny space's min, mid and max subnets and the released AutoFormer-T
 (``conf/subnets/autoformer_ti.yaml``). The measures live in ``bench/ovo_bench/``, one module
-each.
+each. ``--out`` is rewritten after every row, so a run stopped at a time limit keeps its rows.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -30,7 +34,16 @@ BENCH = str(Path(__file__).resolve().parent)
 if BENCH not in sys.path:  # ovo_bench, however this file was loaded
     sys.path.insert(0, BENCH)
 
-from ovo_bench import MEASURES, costs, ddp, memory, profile, proxy, speed  # noqa: E402
+from ovo_bench import (  # noqa: E402
+    MEASURES,
+    SPEED_PARTS,
+    anchor,
+    costs,
+    memory,
+    profile,
+    proxy,
+    speed,
+)
 from ovo_bench import compile as compiled  # noqa: E402
 from ovo_bench.fixture import Fixture, settings  # noqa: E402
 from ovo_bench.report import Row, print_table, write_json  # noqa: E402
@@ -49,13 +62,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--measures",
         nargs="+",
-        choices=("all", *MEASURES),
+        choices=("all", *MEASURES, *SPEED_PARTS),
         default=["all"],
-        help="speed: costs, throughput, OVO step, search; memory: peak step memory; compile: "
-        "compiled supernet step and warm-up; ddp: DDP overhead; proxy: extra ops/MB per step",
+        help="speed: costs + its parts (fwd_bwd, inference, ovo_step, search); memory: peak "
+        "step memory; compile: compiled supernet step and warm-up; anchor: timm's vit_tiny "
+        "eager and compiled; ddp: DDP overhead; proxy: extra ops/MB per step",
     )
     parser.add_argument(
-        "--profile", choices=("min", "mid", "max"), help="profile this arch's fwd+bwd and exit"
+        "--profile",
+        choices=("min", "mid", "max", "ovo"),
+        help="min/mid/max: profile that arch's fwd+bwd; ovo: op counts of the OVO step against "
+        "the static pair (deterministic); then exit",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -79,27 +96,45 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     if args.profile:
         for fx in fixtures:
-            profile.show(fx, args.profile, args)
+            if args.profile == "ovo":
+                profile.op_counts(fx)
+            else:
+                profile.show(fx, args.profile, args)
         return []
     chosen = set(MEASURES) if "all" in args.measures else set(args.measures)
-    rows = costs.measure(args.quick) if "speed" in chosen else []
+    parts = SPEED_PARTS if "speed" in chosen else tuple(p for p in SPEED_PARTS if p in chosen)
+    meta = {"machine": machine, "torch": torch.__version__, "bf16": bf16, "repeats": args.repeats}
+    rows: list[Row] = []
+
+    def add(new_rows: Iterable[Row]) -> None:
+        for row in new_rows:  # written at once: a run killed at its time limit keeps its rows
+            rows.append(row)
+            write_json(Path(args.out), meta, rows, quiet=True)
+            value = "n/a" if row.value is None else f"{row.value:.4g}"
+            print(f"[bench] {row.measure} | {row.setting} | {value} {row.unit}", flush=True)
+
+    if "speed" in chosen:
+        add(costs.measure(args.quick))
     for fx in fixtures:
-        if "speed" in chosen:
-            rows += speed.measure(fx, args, peak)
+        if parts:
+            add(speed.measure(fx, args, peak, parts))
         if "memory" in chosen:
-            rows += memory.measure(fx, args)
+            add(memory.measure(fx, args))
         if "proxy" in chosen and device.type == "cpu":
-            rows += proxy.measure(fx)
+            add(proxy.measure(fx))
         if "compile" in chosen:
-            rows += compiled.measure(fx, args)
+            add(compiled.measure(fx, args))
+        if "anchor" in chosen:
+            add(anchor.measure(fx, args, peak))
         if "ddp" in chosen:
-            rows += ddp.measure(fx, args)
+            from ovo_bench import ddp  # imports Lightning (seconds): only when its rows run
+
+            add(ddp.measure(fx, args))
     print_table(
         rows,
         f"ovo bench: {machine}, torch {torch.__version__}, "
         f"{'bf16' if bf16 else 'fp32'}, {args.repeats} repeats (median)",
     )
-    meta = {"machine": machine, "torch": torch.__version__, "bf16": bf16, "repeats": args.repeats}
     write_json(Path(args.out), meta, rows)
     return rows
 

@@ -28,11 +28,14 @@ class Setting:
 
 
 def settings(quick: bool, device_type: str = "cpu") -> list[Setting]:
-    """GPU-realistic batches on a GPU (128 at 224px, 256 at 32px), CPU-sized ones on a CPU."""
+    """GPU-realistic batches on a GPU (128 at 224px, 256 at 32px), CPU-sized ones on a CPU;
+    ``quick`` (the smoke tests): a toy setting, 5 tokens of 2 images, where every row's wiring
+    runs in seconds (the tiny space's weights, the bench archs, are unchanged)."""
     small = ViTConfig(img_size=32, patch_size=4, num_classes=100, drop_path_rate=0.0)
     large = ViTConfig(img_size=224, patch_size=16, num_classes=1000, drop_path_rate=0.0)
     if quick:
-        return [Setting("32px/p4/b4", small, 4)]
+        toy = ViTConfig(img_size=16, patch_size=8, num_classes=10, drop_path_rate=0.0)
+        return [Setting("16px/p8/b2", toy, 2)]
     if device_type == "cuda":
         return [Setting("32px/p4/b256", small, 256), Setting("224px/p16/b128", large, 128)]
     return [Setting("32px/p4/b64", small, 64), Setting("224px/p16/b16", large, 16)]

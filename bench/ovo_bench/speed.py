@@ -5,21 +5,44 @@ evaluation against static inference."""
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 
 import torch
 
-from ovo.scoring import EvalSettings, SubnetEvaluator, make_fabric
-
+from . import SPEED_PARTS
 from .fixture import Fixture
 from .report import Row
 from .steps import adamw, fwd_bwd, inference, ovo_step, static_pair_step, static_zero
 from .timing import paired_median
 
 
-def measure(fx: Fixture, args, peak_tflops: float | None) -> list[Row]:
+def measure(
+    fx: Fixture, args, peak_tflops: float | None, parts: Collection[str] = SPEED_PARTS
+) -> list[Row]:
+    """The rows of ``parts`` (all of them: the ``speed`` measure), in ``SPEED_PARTS`` order."""
+    rows: list[Row] = []
+    if "fwd_bwd" in parts:
+        rows += fwd_bwd_rows(fx, args, peak_tflops)
+    if "inference" in parts:
+        rows += inference_rows(fx, args)
+    if "ovo_step" in parts:
+        rows.append(_ovo_step_row(fx, args))
+    if "search" in parts:
+        rows.append(_search_eval_row(fx, args))
+    fx.slice_grads.zero_()
+    return rows
+
+
+def mfu(macs: int, batch: int, seconds: float, peak_tflops: float) -> float:
+    """Model FLOP utilisation of a fwd+bwd step (3 x the forward's 2 x MACs per image)."""
+    return 3 * 2 * macs * batch / seconds / (peak_tflops * 1e12)
+
+
+def fwd_bwd_rows(fx: Fixture, args, peak_tflops: float | None) -> list[Row]:
+    """Training fwd+bwd of each bench arch: the supernet against its static export."""
     s, device, net, amp, x = fx.setting, fx.device, fx.supernet, fx.amp, fx.x
     zero = fx.slice_grads.zero_
-    rows: list[Row] = []
+    rows = []
     for name, arch in fx.archs.items():
         static = fx.static(arch)
         ts, tt = paired_median(
@@ -31,8 +54,8 @@ def measure(fx: Fixture, args, peak_tflops: float | None) -> list[Row]:
         )
         detail = {"supernet_img_s": s.batch / ts, "static_img_s": s.batch / tt}
         if peak_tflops:
-            flops = 3 * 2 * net.num_macs(arch) * s.batch
-            detail["supernet_mfu"] = flops / ts / (peak_tflops * 1e12)
+            detail["supernet_mfu"] = mfu(net.num_macs(arch), s.batch, ts, peak_tflops)
+            detail["static_mfu"] = mfu(net.num_macs(arch), s.batch, tt, peak_tflops)
         rows.append(
             Row(
                 "fwd+bwd img/s, supernet / static",
@@ -42,7 +65,16 @@ def measure(fx: Fixture, args, peak_tflops: float | None) -> list[Row]:
                 detail=detail,
             )
         )
-        zero()
+    zero()
+    return rows
+
+
+def inference_rows(fx: Fixture, args) -> list[Row]:
+    """Inference of each bench arch: the supernet against its static export."""
+    s, device, net, amp, x = fx.setting, fx.device, fx.supernet, fx.amp, fx.x
+    rows = []
+    for name, arch in fx.archs.items():
+        static = fx.static(arch)
         ts, tt = paired_median(
             inference(lambda v, a=arch: net(v, a), x, amp),
             inference(static, x, amp),
@@ -59,9 +91,6 @@ def measure(fx: Fixture, args, peak_tflops: float | None) -> list[Row]:
                 detail={"supernet_img_s": s.batch / ts, "static_img_s": s.batch / tt},
             )
         )
-    rows.append(_ovo_step_row(fx, args))
-    rows.append(_search_eval_row(fx, args))
-    zero()
     return rows
 
 
@@ -87,6 +116,9 @@ def _ovo_step_row(fx: Fixture, args) -> Row:
 def _search_eval_row(fx: Fixture, args) -> Row:
     """Search-time evaluation: the evaluator over many archs (its cache filled, the search's
     steady state) against static inference of the same archs."""
+    # here, not at the top: Lightning's import is seconds a run without this row need not pay
+    from ovo.scoring import EvalSettings, SubnetEvaluator, make_fabric
+
     s, x, y, amp = fx.setting, fx.x, fx.y, fx.amp
     archs = [fx.space.sample(random.Random(i)) for i in range(2 if args.quick else 6)]
     statics = [fx.static(a).eval() for a in archs]

@@ -15,6 +15,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def first_call_s(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of ``fn`` (for a compiled step's first call: the compile too)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def paired_median(
     fa: Callable[[], object],
     fb: Callable[[], object],
@@ -38,3 +47,23 @@ def paired_median(
             sync(device)
             times[which].append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def interleaved_medians(
+    fns: list[Callable[[], object]], device: torch.device, repeats: int, warmup: int
+) -> list[float]:
+    """Median seconds per call of each of ``fns``, one call of each per round, the order
+    rotated every round (ABC, BCA, CAB, ...): :func:`paired_median` for more than two."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for i in range(repeats):
+        for k in range(len(fns)):
+            which = (i + k) % len(fns)
+            sync(device)
+            start = time.perf_counter()
+            fns[which]()
+            sync(device)
+            times[which].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ovo.errors import ConfigError
-from ovo.export.formats import export_program, write_onnx
+from ovo.export import formats
 from ovo.latency.timing import Conditions, time_ms
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -161,7 +161,7 @@ class OrtTimer:
         """``module()`` as ONNX (written once per key)."""
         path = self.dir / f"{key}.onnx"
         if not path.is_file():
-            write_onnx(export_program(module().eval(), x), x, path)
+            formats.write_onnx(formats.export_program(module().eval(), x), x, path)
         return path
 
     def session(self, path: Path) -> Any:

@@ -75,6 +75,10 @@ class LatencyTable:
     path: str = field(default="", compare=False)
     calibration: Calibration | None = None  # None: the sum of parts as is
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.conditions, TableConditions):  # a plain mapping, as in a file
+            object.__setattr__(self, "conditions", TableConditions(dict(self.conditions)))
+
     @property
     def runtime(self) -> str:
         """What the parts were timed in: ``torch`` (eager; tables without the key) or

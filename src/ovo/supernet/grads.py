@@ -20,14 +20,22 @@ import hashlib
 from collections.abc import Iterable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 
-def leading_index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
-    """The index of a tensor's leading ``sizes`` slice: ``t[leading_index((a, b))] == t[:a, :b]``."""
-    return tuple(slice(0, s) for s in sizes)
+def leading_view(t: Tensor, sizes: tuple[int, ...]) -> Tensor:
+    """``t[:s0, :s1, ...]`` as one ``as_strided`` view (the same view as the indexing, which
+    dispatches a ``slice`` per dimension plus an ``alias`` for each full one), or ``t`` itself
+    when that is all of it."""
+    return t if sizes == t.shape else t.as_strided(sizes, t.stride())
+
+
+def _volume(sizes: Iterable[int]) -> int:
+    n = 1
+    for s in sizes:
+        n *= s
+    return n
 
 
 class SliceGrads:
@@ -64,11 +72,14 @@ class SliceGrads:
             if previous is not None:
                 previous.detach()  # a new run (e.g. fit again) takes the parameters
             groups.setdefault((p.device, p.dtype), []).append(p)
+        # which buffer each parameter's slot is in (zero_ clears a mostly written one whole)
+        self.buffer_of: dict[nn.Parameter, int] = {}
         for (device, dtype), members in groups.items():
             buffer = torch.zeros(sum(p.numel() for p in members), dtype=dtype, device=device)
             offset = 0
             for p in members:
                 self.views[p] = buffer[offset : offset + p.numel()].view_as(p)
+                self.buffer_of[p] = len(self.buffers)
                 SliceGrads._owners[p] = self
                 offset += p.numel()
             self.buffers.append(buffer)
@@ -76,7 +87,7 @@ class SliceGrads:
         # per parameter, the bounding box of the slices written since the last zero_
         self.touched: dict[nn.Parameter, list[int]] = {}
         # set when a loss behind these gradients was not finite; consumed by the all-reduce of
-        # ovo.training.ddp (not cleared by zero_: Lightning zeroes between forward and backward)
+        # ovo.distributed (not cleared by zero_: Lightning zeroes between forward and backward)
         self.nonfinite = False
 
     def accumulate_(self, param: nn.Parameter, sizes: tuple[int, ...], grad: Tensor) -> None:
@@ -86,7 +97,7 @@ class SliceGrads:
             view = self.views.get(param)
             # a parameter detached between forward and backward: a gradient of its own
             param.grad = torch.zeros_like(param) if view is None else view
-        param.grad[leading_index(sizes)].add_(grad)
+        leading_view(param.grad, sizes).add_(grad)
         box = self.touched.get(param)
         self.touched[param] = (
             list(sizes) if box is None else [max(a, b) for a, b in zip(box, sizes)]
@@ -99,10 +110,21 @@ class SliceGrads:
         return int.from_bytes(hashlib.blake2b(repr(boxes).encode(), digest_size=8).digest()) >> 2
 
     def zero_(self) -> None:
-        """Zero what was written and clear every ``.grad`` (``optimizer.zero_grad()``)."""
+        """Zero what was written and clear every ``.grad`` (``optimizer.zero_grad()``). A
+        buffer whose written regions cover at least half of it is zeroed whole, in one kernel
+        instead of one per parameter (outside the written regions it is zero already)."""
+        written = [0] * len(self.buffers)
         for p, box in self.touched.items():
-            view = self.views[p]
-            (view if self.zero_whole else view[leading_index(tuple(box))]).zero_()
+            if p in self.views:
+                written[self.buffer_of[p]] += p.numel() if self.zero_whole else _volume(box)
+        whole = [2 * n >= b.numel() for n, b in zip(written, self.buffers)]
+        for i, buffer in enumerate(self.buffers):
+            if whole[i]:
+                buffer.zero_()
+        for p, box in self.touched.items():
+            view = self.views.get(p)
+            if view is not None and not whole[self.buffer_of[p]]:
+                (view if self.zero_whole else leading_view(view, tuple(box))).zero_()
         for p in self.params:
             p.grad = None
         self.touched.clear()
@@ -110,6 +132,8 @@ class SliceGrads:
     def all_reduce_(self, group: object | None = None) -> None:
         """Average every gradient over ``group`` (all ranks must have used the same weights,
         as ovo's ranks do: they sample the same archs): one all-reduce per buffer."""
+        import torch.distributed as dist
+
         for p in self.params:  # a gradient some code put in place of its slot joins the slot
             grad, view = p.grad, self.views[p]
             if grad is not None and grad is not view:
@@ -129,4 +153,5 @@ class SliceGrads:
             if SliceGrads.of(p) is self:
                 del SliceGrads._owners[p]
         self.params, self.buffers, self.views, self.order = [], [], {}, {}
+        self.buffer_of = {}
         self.touched.clear()

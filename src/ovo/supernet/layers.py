@@ -6,10 +6,13 @@ size, so two subnets can run back to back (teacher then student) in one step.
 Slicing notes (why the layouts are what they are):
 - Slices are taken only on leading rows/columns, so they are strided views that BLAS consumes
   directly (leading dimension = the full width); nothing is copied per step.
-- Every weight goes through :func:`lead`. When a :class:`~ovo.supernet.grads.SliceGrads` owns
-  the parameter (training attaches one), its backward adds the slice's gradient straight into the
-  leading slice of ``param.grad``: no full-size zero gradient plus copy per use (autograd's slice
-  backward), no full-size add when teacher and student share a weight. Under autocast the same
+- Every weight goes through :func:`lead` / :func:`leads`. When a
+  :class:`~ovo.supernet.grads.SliceGrads` owns the parameter (training attaches one), its
+  backward adds the slice's gradient straight into the leading slice of ``param.grad``: no
+  full-size zero gradient plus copy per use (autograd's slice backward), no full-size add when
+  teacher and student share a weight. A block's weights are sliced in one autograd node (one
+  Python forward and backward per block, not per weight: small shapes are bound by per-op
+  overhead), each slice one ``as_strided`` view. Under autocast the same
   call makes the low-precision copy a matmul needs (what autocast would make), and its backward
   casts and accumulates in one kernel. Without an owner it is plain autograd slicing.
 - The fused q/k/v projection stores rows head-major ``[head, (q|k|v), head_dim]``, so the first
@@ -23,7 +26,7 @@ Slicing notes (why the layouts are what they are):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -31,29 +34,67 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from ovo.supernet.grads import SliceGrads, leading_index
+from ovo.supernet.grads import SliceGrads, leading_view
 
 
-class _LeadingSlice(torch.autograd.Function):
-    """``param[:s0, :s1, ...]`` (cast to ``dtype`` if given), whose backward writes into
-    ``param.grad`` directly instead of returning a full-size gradient."""
+def _index(sizes: tuple[int, ...]) -> tuple[slice, ...]:
+    # indexing, not leading_view: autograd's own slice backward (as_strided's is a scatter)
+    return tuple(slice(0, s) for s in sizes)
+
+
+# one leading slice: (parameter, sizes, dtype to cast to or None)
+SliceSpec = tuple[Tensor, tuple[int, ...], "torch.dtype | None"]
+
+
+class _LeadingSlices(torch.autograd.Function):
+    """``param[:s0, :s1, ...]`` (cast to ``dtype`` if given) of several parameters in one
+    autograd node, whose backward writes each slice's gradient into ``param.grad`` directly
+    instead of returning full-size gradients. One node per block, not one per weight: each
+    node is a Python forward and a Python backward."""
 
     @staticmethod
     def forward(
         ctx,
-        param: Tensor,
-        sizes: tuple[int, ...],
-        dtype: torch.dtype | None,
         owner: SliceGrads,
-    ) -> Tensor:
-        ctx.param, ctx.sizes, ctx.owner = param, sizes, owner
-        view = param[leading_index(sizes)]
-        return view if dtype is None else view.to(dtype)
+        specs: tuple[tuple[tuple[int, ...], torch.dtype | None], ...],
+        *params: Tensor,
+    ) -> tuple[Tensor, ...]:
+        ctx.owner, ctx.specs, ctx.params = owner, specs, params
+        ctx.set_materialize_grads(False)  # an output no loss reached gets no (zero) gradient
+        out = []
+        for param, (sizes, dtype) in zip(params, specs):
+            view = leading_view(param, sizes)
+            out.append(view if dtype is None else view.to(dtype))
+        return tuple(out)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, None, None, None]:
-        ctx.owner.accumulate_(ctx.param, ctx.sizes, grad)
-        return None, None, None, None
+    def backward(ctx, *grads: Tensor | None) -> tuple[None, ...]:
+        for param, (sizes, _), grad in zip(ctx.params, ctx.specs, grads):
+            if grad is not None:
+                ctx.owner.accumulate_(param, sizes, grad)
+        return (None,) * (2 + len(grads))
+
+
+def leads(specs: Sequence[SliceSpec | None]) -> list[Tensor | None]:
+    """:func:`lead` of each ``(param, sizes, dtype)`` (``None``, e.g. a missing bias, gives
+    ``None``); with gradients on and one :class:`SliceGrads` owning every parameter, all in
+    one autograd node."""
+    given = [
+        (p, tuple(sizes), None if dtype == p.dtype else dtype)
+        for p, sizes, dtype in (s for s in specs if s is not None)
+    ]
+    owner = SliceGrads.of(given[0][0]) if given and torch.is_grad_enabled() else None
+    if owner is not None and all(
+        p.requires_grad and SliceGrads.of(p) is owner for p, _, _ in given
+    ):
+        out = iter(
+            _LeadingSlices.apply(
+                owner, tuple((sizes, dtype) for _, sizes, dtype in given), *(p for p, _, _ in given)
+            )
+        )
+    else:
+        out = iter([lead(p, sizes, dtype) for p, sizes, dtype in given])
+    return [None if s is None else next(out) for s in specs]
 
 
 def lead(param: Tensor, sizes: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
@@ -66,11 +107,11 @@ def lead(param: Tensor, sizes: tuple[int, ...], dtype: torch.dtype | None = None
     if param.requires_grad and torch.is_grad_enabled():
         owner = SliceGrads.of(param)
         if owner is not None:
-            return _LeadingSlice.apply(param, tuple(sizes), dtype, owner)
-        view = param[leading_index(sizes)]
+            return _LeadingSlices.apply(owner, ((tuple(sizes), dtype),), param)[0]
+        view = param[_index(sizes)]
     else:
         # a plain tensor, never the Parameter itself: compiled evaluation graphs see one type
-        view = param.detach()[leading_index(sizes)]
+        view = leading_view(param.detach(), tuple(sizes))
     return view if dtype is None else view.to(dtype)
 
 
@@ -90,12 +131,19 @@ class ElasticLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
         trunc_normal_(self.weight, std=0.02)
 
+    def specs(
+        self, out_features: int, in_features: int, dtype: torch.dtype | None = None
+    ) -> list[SliceSpec | None]:
+        """The :func:`leads` specs of (weight, bias) at ``out_features`` x ``in_features``."""
+        bias = None if self.bias is None else (self.bias, (out_features,), dtype)
+        return [(self.weight, (out_features, in_features), dtype), bias]
+
     def sliced(
         self, out_features: int, in_features: int, dtype: torch.dtype | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """(weight, bias) of the leading ``out_features`` x ``in_features`` block."""
-        w = lead(self.weight, (out_features, in_features), dtype)
-        b = None if self.bias is None else lead(self.bias, (out_features,), dtype)
+        w, b = leads(self.specs(out_features, in_features, dtype))
+        assert w is not None
         return w, b
 
     def forward(self, x: Tensor, out_features: int) -> Tensor:
@@ -112,9 +160,15 @@ class ElasticLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(max_dim))
         self.eps = eps
 
+    def specs(self, dim: int) -> list[SliceSpec | None]:
+        """The :func:`leads` specs of (weight, bias) at ``dim`` (no cast: autocast runs layer
+        norms in fp32)."""
+        return [(self.weight, (dim,), None), (self.bias, (dim,), None)]
+
     def sliced(self, dim: int) -> tuple[Tensor, Tensor]:
-        # no cast: autocast runs layer norms in fp32
-        return lead(self.weight, (dim,)), lead(self.bias, (dim,))
+        w, b = leads(self.specs(dim))
+        assert w is not None and b is not None
+        return w, b
 
     def forward(self, x: Tensor) -> Tensor:
         d = x.shape[-1]
@@ -210,15 +264,20 @@ class ElasticBlock(nn.Module):
     def sliced(
         self, embed_dim: int, num_heads: int, mlp_hidden: int, dtype: torch.dtype | None
     ) -> BlockWeights:
-        """The weights of :func:`block_forward` at these sizes (matmul weights in ``dtype``)."""
-        a = 3 * num_heads * self.attn.head_dim
+        """The weights of :func:`block_forward` at these sizes (matmul weights in ``dtype``),
+        sliced in one :func:`leads` call: in training, one autograd node per block."""
+        e, width = embed_dim, num_heads * self.attn.head_dim
         return BlockWeights(
-            *self.norm1.sliced(embed_dim),
-            *self.attn.qkv.sliced(a, embed_dim, dtype),
-            *self.attn.proj.sliced(embed_dim, num_heads * self.attn.head_dim, dtype),
-            *self.norm2.sliced(embed_dim),
-            *self.mlp.fc1.sliced(mlp_hidden, embed_dim, dtype),
-            *self.mlp.fc2.sliced(embed_dim, mlp_hidden, dtype),
+            *leads(
+                [
+                    *self.norm1.specs(e),
+                    *self.attn.qkv.specs(3 * width, e, dtype),
+                    *self.attn.proj.specs(e, width, dtype),
+                    *self.norm2.specs(e),
+                    *self.mlp.fc1.specs(mlp_hidden, e, dtype),
+                    *self.mlp.fc2.specs(e, mlp_hidden, dtype),
+                ]
+            )
         )
 
     def drop_path_masks(
@@ -266,7 +325,11 @@ class ElasticPatchEmbed(nn.Module):
 
     def forward(self, x: Tensor, embed_dim: int) -> Tensor:
         dtype = matmul_dtype(x.device.type)
-        w = lead(self.proj.weight, (embed_dim, *self.proj.weight.shape[1:]), dtype)
-        b = lead(self.proj.bias, (embed_dim,), dtype)
+        w, b = leads(
+            [
+                (self.proj.weight, (embed_dim, *self.proj.weight.shape[1:]), dtype),
+                (self.proj.bias, (embed_dim,), dtype),
+            ]
+        )
         x = F.conv2d(x, w, b, stride=self.patch_size)
         return x.flatten(2).transpose(1, 2)  # [B, N, E]

@@ -18,7 +18,7 @@ from ovo.supernet.layers import (
     ElasticLinear,
     ElasticPatchEmbed,
     block_forward,
-    lead,
+    leads,
 )
 
 
@@ -103,8 +103,11 @@ class SuperViT(nn.Module):
     def forward_features(self, x: Tensor, arch: Arch) -> Tensor:
         e = arch.embed_dim
         x = self.patch_embed(x, e)
-        cls = lead(self.cls_token, (1, 1, e)).expand(x.shape[0], -1, -1)
-        x = torch.cat((cls, x), dim=1) + lead(self.pos_embed, (1, x.shape[1] + 1, e))
+        cls, pos = leads(
+            [(self.cls_token, (1, 1, e), None), (self.pos_embed, (1, x.shape[1] + 1, e), None)]
+        )
+        assert cls is not None and pos is not None
+        x = torch.cat((cls.expand(x.shape[0], -1, -1), x), dim=1) + pos
         compiled = self.compiled
         # compiled blocks take drop-path masks in every layer (a layer's rate is data to them)
         always_masks = compiled is not None and self.cfg.drop_path_rate > 0
