@@ -9,7 +9,6 @@ facts are also kept in ``config.json`` (key ``card``), so a reader can trace eac
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,52 +35,44 @@ CITATION = """@article{wei2022ovo,
 
 def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
     """What a search's ``results.json`` says about ``arch``: its accuracy on the final split
-    (if it was among the finalists), the budget, the supernet, the latency prediction."""
+    (if it was among the finalists or on the front), the budget, the supernet, the latency
+    prediction. Read through :func:`ovo.search.result.read_results` (any results version)."""
+    from ovo.search.result import read_results
+
     path = Path(path)
     try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"search_result={path} is not a readable results.json: {err}") from None
-    if results.get("format") != "ovo.search.result":
+        report = read_results(path)
+    except ConfigError as err:
+        raise ConfigError(f"search_result={err}") from None
+    found = report.finalist(arch)
+    if found is None:
+        front = report.front
+        nor = f" nor its {len(front.members)} front members" if front is not None else ""
         raise ConfigError(
-            f"search_result={path} is not a search's results.json (written by python -m ovo.search)"
-        )
-    split = results.get("final_split", "val")
-    index, entry = next(
-        (
-            (i, e)
-            for i, e in enumerate(results.get("final", []))
-            if Arch.from_dict(e["arch"]) == arch
-        ),
-        (None, None),
-    )
-    if entry is None:
-        raise ConfigError(
-            f"arch {arch.short()} is not among the {len(results.get('final', []))} finalists of "
+            f"arch {arch.short()} is not among the {len(report.finalists())} finalists{nor} of "
             f"{path}, which have no inherited accuracy for it; export one of them (e.g. "
             "arch=<search dir>/best_arch.yaml) or score it here with eval_split=val"
         )
     facts: dict[str, Any] = {
         "results": str(path),
-        "strategy": results.get("strategy"),
-        "constraints": results.get("constraints", {}),
-        "checkpoint": results.get("checkpoint"),
-        "space": results.get("space"),
-        "num_evaluated": results.get("num_evaluated"),
-        "fitness_split": results.get("fitness_split"),
+        "strategy": report.result.strategy,
+        "constraints": report.facts.constraints or report.result.constraints.to_dict(),
+        "checkpoint": report.facts.checkpoint,
+        "space": report.facts.space,
+        "num_evaluated": len(report.result.evaluated),
+        "fitness_split": report.facts.fitness_split,
         "accuracy": {
-            "split": split,
-            "acc1": entry[f"{split}_acc1"],
-            "acc5": entry[f"{split}_acc5"],
-            "source": f"{path}, final[{index}], {split} split",
+            "split": found.split,
+            "acc1": found.score.acc1,
+            "acc5": found.score.acc5,
+            "source": f"{path}, {found.source}, {found.split} split",
         },
     }
-    best = results.get("best") or {}
-    if "latency_ms_predicted" in best and Arch.from_dict(best["arch"]) == arch:
-        table = results.get("latency_table", {})
+    if found.latency_predicted is not None:
+        table = report.facts.latency_table or {}
         facts["latency"] = {
-            "predicted_ms": best["latency_ms_predicted"],
-            "measured_ms": best.get("latency_ms_measured"),
+            "predicted_ms": found.latency_predicted,
+            "measured_ms": found.latency_measured,
             "conditions": {k: v for k, v in table.items() if k not in ("space", "model")},
             "source": f"{path}, best",
         }
