@@ -282,18 +282,53 @@ def test_killed_nsga2_resumes_to_exactly_the_uninterrupted_result(nano, tmp_path
 
 
 def test_a_stale_evaluations_file_is_repaired_on_resume(nano, tmp_path):
-    """A kill between the state's save and the file's rewrite: no line lost, none twice."""
+    """A kill between the state's save and the file's rewrite (here: after the last one, so no
+    later save rewrites it): the same command repairs it, no line lost, none twice."""
     space, cost = nano
     paths = dict(state_path=tmp_path / "s.json", evaluations_path=tmp_path / "e.jsonl")
-    with pytest.raises(RuntimeError):
-        nsga2(nano, MOFitness(cost, fail_at=2), **paths).run()
-    good = (tmp_path / "e.jsonl").read_text()
-    (tmp_path / "e.jsonl").write_text(good + good.splitlines(keepends=True)[0])  # one twice
     nsga2(nano, MOFitness(cost), **paths).run()
+    good = (tmp_path / "e.jsonl").read_text()
+    lines = good.splitlines(keepends=True)
+    (tmp_path / "e.jsonl").write_text("".join(lines[:-3]) + lines[0])  # lost three, one twice
+    fitness = MOFitness(cost)
+    nsga2(nano, fitness, **paths).run()
+    assert fitness.batches == [] and (tmp_path / "e.jsonl").read_text() == good
     rows = read_evaluations(tmp_path / "e.jsonl")
     state = json.loads((tmp_path / "s.json").read_text())
     assert [r["arch"] for r in rows] == [Arch.from_dict(e["arch"]) for e in state["evaluated"]]
-    assert len({r["arch"] for r in rows}) == len(rows)
+
+
+def test_nothing_is_proposed_twice_in_a_small_space(tmp_path):
+    """40 archs in all: children that repeat a scored arch are certain, and must be redrawn."""
+    space = SearchSpace([32, 48], [1, 2], [1, 2], [1.0, 2.0], head_dim=16, name="mini")
+    cost = CostModel(CFG, space.head_dim)
+    fitness = MOFitness(cost)
+    state = tmp_path / "s.json"
+    proposed = []
+
+    def record(gen, rec, new):
+        proposed.append([Arch.from_dict(a) for a in json.loads(state.read_text())["candidates"]])
+
+    settings = SearchSettings(strategy="nsga2", population=6, generations=6, parents=2)
+    Search(space, cost, None, fitness, settings, state_path=state, on_generation=record).run()
+    assert len(set(fitness.archs)) == len(fitness.archs) == 36
+    for gen, archs in enumerate(proposed[:-1]):
+        assert archs == fitness.batches[gen + 1]
+
+
+def test_parents_are_the_best_by_rank_then_crowding(nano):
+    space, cost = nano
+    objectives = Objectives(("acc", "params", "macs"))
+    search = nsga2(nano, MOFitness(cost), objectives)
+    search.run()
+    entries = search.scored()
+    points = [(-e.fitness, e.params, e.flops) for e in entries]
+    order, ranks, _ = survival_order(points)
+    parents = search.proposal.parents(search)
+    assert [p.arch for p in parents] == [entries[i].arch for i in order[: NSGA["population"]]]
+    front = {entries[i].arch for i in nondominated(points)}
+    assert front <= {p.arch for p in parents} or len(front) > NSGA["population"]
+    assert [p.rank for p in parents] == sorted(p.rank for p in parents)
 
 
 def test_two_ranks_propose_the_same_archs(nano):

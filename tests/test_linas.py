@@ -129,6 +129,18 @@ def test_the_logged_quality_is_of_predictions_made_before_the_refit(nano, tmp_pa
     pending = json.loads(state.read_text())["proposal"]["pending"]  # the fit of loop 2's
     predicted = {Arch.from_dict(a): p for a, p in pending}
     assert len(predicted) == LINAS.batch
+    # they are the predictions of a fit on the scores of generations 0 and 1 alone
+    space_enc = ArchEncoding(nano[0])
+    before = [Arch.from_dict(e["arch"]) for e in json.loads(state.read_text())["evaluated"]]
+    fit = fit_predictor(
+        space_enc.encode_all(before),
+        [MOFitness(cost).score(a) for a in before],
+        LINAS.predictor,
+        loop_seed(0, 2),
+    )
+    assert fit.predict(space_enc.encode_all(list(predicted))) == pytest.approx(
+        list(predicted.values())
+    )
     result = linas(nano, MOFitness(cost), state_path=state).run()
     loop2 = next(r for r in result.loops if r["loop"] == 2)
     batch = [e for e in result.evaluated if e.generation == 2]
