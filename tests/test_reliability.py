@@ -264,7 +264,11 @@ SEARCH = [
 @pytest.mark.slow  # subprocesses: run by `make test-slow` (CI runs it)
 def test_kill_9_during_search_then_same_command_equals_uninterrupted(trained, tmp_path):
     args = [f"ckpt_path={trained}", f"paths.log_dir={tmp_path}", *SEARCH]
-    proc = run_cli("ovo.search", [*args, "name=k", "+fault.kill_after_generation=1"], tmp_path)
+    kill = [
+        "+callbacks.fault._target_=ovo.training.faults.KillAfterGeneration",
+        "+callbacks.fault.generation=1",
+    ]
+    proc = run_cli("ovo.search", [*args, "name=k", *kill], tmp_path)
     assert proc.returncode == -9, proc.stderr[-2000:]
     state = json.loads((tmp_path / "search/k/search_state.json").read_text())
     assert state["generation"] == 1 and not state["complete"]

@@ -9,10 +9,10 @@ import random
 import pytest
 import torch
 
-from ovo.training.distill import DistillConfig, StepArchs, step_losses
 from ovo.space import SearchSpace
 from ovo.supernet import SuperViT, ViTConfig, grads, layers
 from ovo.supernet.grads import SliceGrads
+from ovo.training.distill import DistillConfig, StepArchs, step_losses
 
 SPACE = SearchSpace([16, 24], [2, 3], [1, 2], [1.0, 2.0], head_dim=8, name="micro")
 CFG = ViTConfig(img_size=16, patch_size=8, num_classes=5, drop_path_rate=0.0)

@@ -64,8 +64,8 @@ class Constraints:
         ):
             raise ConfigError(
                 "constraints.latency_table/latency_device/latency_runtime are set but "
-                "latency_ms_max is not: give the budget (constraints.latency_ms_max=MS) or drop "
-                "the table"
+                "latency_ms_max is not: give the budget (constraints.latency_ms_max=MS), search "
+                "latency as an objective (objectives=[acc,latency]), or drop the table"
             )
         if self.latency_runtime is not None and self.latency_runtime not in RUNTIMES:
             raise ConfigError(

@@ -28,7 +28,7 @@ from ovo.commands.from_checkpoint import eval_fabric, open_checkpoint
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.export import formats as fmt
-from ovo.export.card import HUB_DATASETS, render, search_facts
+from ovo.export.card import HUB_DATASETS, render
 from ovo.export.hub import (
     check_hub_reachable,
     check_repo_id,
@@ -39,6 +39,7 @@ from ovo.export.hub import (
 from ovo.export.timm_vit import export_subnet, load_exported
 from ovo.latency import load_table
 from ovo.scoring import SubnetEvaluator
+from ovo.search.result import search_facts
 from ovo.space import Arch
 
 PARITY_TOL = 1e-5  # max |diff| relative to the logit scale (fp32)

@@ -1,7 +1,7 @@
 """The model card (``README.md`` of an export folder, the Hub's format: YAML metadata + text).
 
 Every number on the card comes from a file a command wrote or from a measurement the export
-made itself, never typed: :func:`search_facts` reads a search's ``results.json``
+made itself, never typed: :func:`ovo.search.result.search_facts` reads a search's ``results.json``
 (``search_result=PATH``), the export command a latency table (``latency_table=PATH``), and
 the export's own evaluation (``eval_split=val|test|search``) is passed in as measured (the
 latency facts are made by the export command, which reads the table). The
@@ -10,14 +10,11 @@ facts are also kept in ``config.json`` (key ``card``), so a reader can trace eac
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ovo.errors import ConfigError
 from ovo.space import Arch
 
 DIST_NAME = "ovo-vit"  # the distribution name (the import name is `ovo`)
@@ -33,60 +30,6 @@ CITATION = """@article{wei2022ovo,
   journal = {arXiv preprint arXiv:2212.13766},
   year    = {2022}
 }"""
-
-
-def search_facts(path: str | Path, arch: Arch) -> dict[str, Any]:
-    """What a search's ``results.json`` says about ``arch``: its accuracy on the final split
-    (if it was among the finalists), the budget, the supernet, the latency prediction."""
-    path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"search_result={path} is not a readable results.json: {err}") from None
-    if results.get("format") != "ovo.search.result":
-        raise ConfigError(
-            f"search_result={path} is not a search's results.json (written by python -m ovo.search)"
-        )
-    split = results.get("final_split", "val")
-    index, entry = next(
-        (
-            (i, e)
-            for i, e in enumerate(results.get("final", []))
-            if Arch.from_dict(e["arch"]) == arch
-        ),
-        (None, None),
-    )
-    if entry is None:
-        raise ConfigError(
-            f"arch {arch.short()} is not among the {len(results.get('final', []))} finalists of "
-            f"{path}, which have no inherited accuracy for it; export one of them (e.g. "
-            "arch=<search dir>/best_arch.yaml) or score it here with eval_split=val"
-        )
-    facts: dict[str, Any] = {
-        "results": str(path),
-        "strategy": results.get("strategy"),
-        "constraints": results.get("constraints", {}),
-        "checkpoint": results.get("checkpoint"),
-        "space": results.get("space"),
-        "num_evaluated": results.get("num_evaluated"),
-        "fitness_split": results.get("fitness_split"),
-        "accuracy": {
-            "split": split,
-            "acc1": entry[f"{split}_acc1"],
-            "acc5": entry[f"{split}_acc5"],
-            "source": f"{path}, final[{index}], {split} split",
-        },
-    }
-    best = results.get("best") or {}
-    if "latency_ms_predicted" in best and Arch.from_dict(best["arch"]) == arch:
-        table = results.get("latency_table", {})
-        facts["latency"] = {
-            "predicted_ms": best["latency_ms_predicted"],
-            "measured_ms": best.get("latency_ms_measured"),
-            "conditions": {k: v for k, v in table.items() if k not in ("space", "model")},
-            "source": f"{path}, best",
-        }
-    return facts
 
 
 def _budget(constraints: Mapping[str, Any]) -> str:

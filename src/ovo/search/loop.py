@@ -14,6 +14,13 @@ Strategies (``strategy=``):
   mutants and ``crossovers`` crossovers of them, fill up with random archs.
 - ``random``: ``population`` new uniform archs per generation (the same evaluation budget); its
   per-generation ``mean_top_k`` is over the same ``parents`` best, so both log one statistic.
+- ``nsga2``: NSGA-II on accuracy against the costs of ``objectives`` (:mod:`ovo.search.nsga2`).
+- ``linas``: NSGA-II on a predictor of accuracy, real scores in batches (:mod:`ovo.search.linas`).
+
+Every strategy keeps the budget box (``constraints``) on every candidate, and every one can
+start warm: ``warm`` archs scored by an earlier search of the same checkpoint and split enter the
+archive before generation 0 (marked ``reused``, generation -1) and are never scored again; they
+replace as many of generation 0's random archs.
 """
 
 from __future__ import annotations
@@ -23,11 +30,17 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from types import MappingProxyType
+from typing import Any, Literal
 
 from ovo.budget import Constraints, check_feasible, draw_accepted, sample_feasible
 from ovo.errors import ConfigError
 from ovo.search.fitness import FullFitness, Race
+from ovo.search.front import write_evaluations
+from ovo.search.linas import LinasProposal, LinasSettings
+from ovo.search.nsga2 import NSGA2Proposal
+from ovo.search.objectives import Objectives
+from ovo.search.proposal import Proposal, ProposalBase
 from ovo.search.result import EvaluatedArch, GenerationRecord, SearchResult, rank
 from ovo.search.state import (
     STATE_FORMAT,
@@ -45,6 +58,7 @@ from ovo.supernet.config import SHAPE_KEYS
 from ovo.supernet.costs import CostModel
 
 Fitness = Callable[[list[Arch]], Sequence[float]]
+MULTI_OBJECTIVE = ("nsga2", "linas")  # strategies that search a front of ``objectives``
 OnGeneration = Callable[[int, GenerationRecord, list[EvaluatedArch]], None]
 
 
@@ -53,7 +67,7 @@ class SearchSettings:
     """The search's own settings: the top-level keys of ``conf/search.yaml`` (AutoFormer's
     defaults), shared by the YAML, the loop, the strategies and ``results.json``."""
 
-    strategy: Literal["evolution", "random"] = "evolution"
+    strategy: Literal["evolution", "random", "nsga2", "linas"] = "evolution"
     fitness: Literal["full", "halving"] = "full"
     seed: int = 0
     population: int = 50
@@ -74,7 +88,13 @@ class SearchSettings:
             raise ConfigError(
                 f"parents={self.parents} must be in [1, population={self.population}]"
             )
+        if self.strategy in MULTI_OBJECTIVE and self.fitness == "halving":
+            raise ConfigError(
+                f"fitness=halving races candidates on accuracy alone, which would cut a "
+                f"strategy={self.strategy} front on one objective; use fitness=full"
+            )
         if self.strategy != "evolution":
+            self._check_probs()
             return  # the rest are evolution's own
         if self.mutations < 0 or self.crossovers < 0:
             raise ConfigError("mutations and crossovers must be non-negative")
@@ -84,6 +104,9 @@ class SearchSettings:
                 f"mutations + crossovers = {self.mutations + self.crossovers} exceeds "
                 f"population={self.population}"
             )
+        self._check_probs()
+
+    def _check_probs(self) -> None:
         for name in ("mutation_prob", "depth_embed_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1]")
@@ -100,19 +123,7 @@ def _cost_settings(cost: CostModel) -> dict[str, Any]:
     return {**{k: getattr(cost.cfg, k) for k in SHAPE_KEYS}, "head_dim": cost.head_dim}
 
 
-class Proposal(Protocol):
-    """How a strategy proposes the next generation from everything evaluated so far."""
-
-    strategy: ClassVar[str]
-
-    def hyper(self) -> dict[str, Any]:
-        """The settings this strategy's trajectory depends on (part of the resume fingerprint)."""
-        ...
-
-    def propose(self, search: Search) -> list[Arch]: ...
-
-
-class RandomProposal:
+class RandomProposal(ProposalBase):
     """``population`` new feasible uniform random archs."""
 
     strategy = "random"
@@ -127,7 +138,7 @@ class RandomProposal:
         return search.fill_random([])
 
 
-class EvolutionProposal:
+class EvolutionProposal(ProposalBase):
     """AutoFormer's evolution: mutants and crossovers of the top ``parents``, random fill."""
 
     strategy = "evolution"
@@ -175,10 +186,22 @@ class EvolutionProposal:
         return search.fill_random(children)
 
 
+# the single-objective strategies (their proposals take the settings alone)
 PROPOSALS: dict[str, Callable[[SearchSettings], Proposal]] = {
     "evolution": EvolutionProposal,
     "random": RandomProposal,
 }
+
+
+def make_proposal(
+    settings: SearchSettings, objectives: Objectives, linas: LinasSettings
+) -> Proposal:
+    """The proposal of ``settings.strategy``."""
+    if settings.strategy == "nsga2":
+        return NSGA2Proposal(settings, objectives)
+    if settings.strategy == "linas":
+        return LinasProposal(settings, objectives, linas)
+    return PROPOSALS[settings.strategy](settings)
 
 
 class Search:
@@ -197,6 +220,16 @@ class Search:
         budget_checked: the caller has already run :func:`check_feasible` on these space,
             costs and constraints (the search command does, before loading any data), so
             :meth:`run` does not run it again.
+        objectives: what ``nsga2`` and ``linas`` trade off (:class:`Objectives`; default
+            accuracy against params); the other strategies ignore it.
+        linas: :class:`~ovo.search.linas.LinasSettings` of ``strategy=linas``.
+        warm: scores of an earlier search of the same checkpoint and split (see the module
+            docstring); the caller checks that they are (:mod:`ovo.search.warm`).
+        scored_with: what the scores were measured with (checkpoint weights, split): saved in
+            the state (not in the fingerprint) so a later search can start warm from it.
+        evaluations_path: ``evaluations.jsonl``, rewritten whole and atomically from the state
+            whenever the state is saved (and when a run starts or resumes), so after a kill and a
+            resume it holds every evaluation of the state exactly once.
     """
 
     def __init__(
@@ -211,16 +244,29 @@ class Search:
         context: Mapping[str, Any] | None = None,
         on_generation: OnGeneration | None = None,
         budget_checked: bool = False,
+        objectives: Objectives | None = None,
+        linas: LinasSettings | None = None,
+        warm: Sequence[EvaluatedArch] = (),
+        scored_with: Mapping[str, Any] | None = None,
+        evaluations_path: str | Path | None = None,
     ) -> None:
         self.space, self.cost = space, cost
         self.fitness: Race = fitness if hasattr(fitness, "race") else FullFitness(fitness)
         self.constraints = constraints if constraints is not None else Constraints()
         self.config = settings if settings is not None else SearchSettings()
-        self.proposal = PROPOSALS[self.config.strategy](self.config)
+        self.objectives = objectives if objectives is not None else Objectives()
+        self.linas = linas if linas is not None else LinasSettings()
+        self.proposal = make_proposal(self.config, self.objectives, self.linas)
         self.state_path = Path(state_path) if state_path is not None else None
         self.context = dict(context or {})
         self.on_generation = on_generation
         self.budget_checked = budget_checked
+        # an earlier search's complete scores, as this search's reused entries
+        self.warm = [
+            replace(e, generation=-1, reused=True) for e in dict.fromkeys(warm) if e.complete
+        ]
+        self.scored_with = dict(scored_with) if scored_with is not None else None
+        self.evaluations_path = Path(evaluations_path) if evaluations_path is not None else None
         self._reset()
 
     @property
@@ -232,21 +278,25 @@ class Search:
     def settings(self) -> dict[str, Any]:
         """Everything that decides the trajectory; a state file must match it to be resumed."""
         c = self.config
-        return canonical(
-            {
-                "strategy": c.strategy,
-                "space": self.space.to_dict(),
-                "cost": _cost_settings(self.cost),
-                "constraints": self.constraints.to_dict(),
-                "population": c.population,
-                "generations": c.generations,
-                "seed": c.seed,
-                "max_tries": c.max_tries,
-                "context": self.context,
-                "fitness": self.fitness.settings(),
-                **self.proposal.hyper(),
+        settings = {
+            "strategy": c.strategy,
+            "space": self.space.to_dict(),
+            "cost": _cost_settings(self.cost),
+            "constraints": self.constraints.to_dict(),
+            "population": c.population,
+            "generations": c.generations,
+            "seed": c.seed,
+            "max_tries": c.max_tries,
+            "context": self.context,
+            "fitness": self.fitness.settings(),
+            **self.proposal.hyper(),
+        }
+        if self.warm:  # absent without one: states of searches before warm starts still resume
+            settings["warm_start"] = {
+                "entries": len(self.warm),
+                "fingerprint": fingerprint({"warm": [e.to_dict() for e in self.warm]}),
             }
-        )
+        return canonical(settings)
 
     # ---- state -----------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -255,10 +305,11 @@ class Search:
         self._history: list[GenerationRecord] = []
         self._candidates: list[Arch] = []
         self._next_generation = 0
+        self.proposal.restore(None)
 
     def _state(self) -> dict[str, Any]:
         settings = self.settings
-        return {
+        state = {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "fingerprint": fingerprint(settings),
@@ -270,23 +321,55 @@ class Search:
             "candidates": [a.to_dict() for a in self._candidates],
             "history": [r.to_dict() for r in self._history],
         }
+        proposal = self.proposal.state()
+        if proposal is not None:
+            state["proposal"] = proposal
+        if self.scored_with is not None:
+            state["scored_with"] = self.scored_with
+        return state
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.rng = rng_from_json(state["rng_state"])
         evaluated = [EvaluatedArch.from_dict(e) for e in state["evaluated"]]
         full = getattr(self.fitness, "images", 0)
         # format 1 did not count images: every arch then took the whole split
-        evaluated = [replace(e, images=full) if not e.images else e for e in evaluated]
+        evaluated = [
+            replace(e, images=full) if not e.images and not e.reused else e for e in evaluated
+        ]
         self._cache = {e.arch: e for e in evaluated}
         self._history = [GenerationRecord.from_dict(r) for r in state["history"]]
         self._candidates = [Arch.from_dict(a) for a in state["candidates"]]
         self._next_generation = int(state["generation"]) + 1
+        self.proposal.restore(state.get("proposal"))
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            save_state(self.state_path, self._state())
+        self._write_evaluations()
+
+    def _write_evaluations(self) -> None:
+        if self.evaluations_path is not None:
+            write_evaluations(self.evaluations_path, list(self._cache.values()), self.objectives)
 
     @property
     def _complete(self) -> bool:
         return self._next_generation >= self.config.generations
 
     # ---- what proposals use ----------------------------------------------------------------
+    @property
+    def next_generation(self) -> int:
+        """The generation to be scored next (the one being proposed, inside ``propose``)."""
+        return self._next_generation
+
+    @property
+    def archived(self) -> Mapping[Arch, EvaluatedArch]:
+        """Everything evaluated so far (reused warm scores included), by arch."""
+        return MappingProxyType(self._cache)
+
+    def scored(self) -> list[EvaluatedArch]:
+        """The archs scored on the whole split, in evaluation order."""
+        return [e for e in self._cache.values() if e.complete]
+
     def ranked(self) -> list[EvaluatedArch]:
         """Everything evaluated so far, best first."""
         return rank(list(self._cache.values()))
@@ -299,11 +382,12 @@ class Search:
             and self.constraints.satisfied(arch, self.cost)
         )
 
-    def fill_random(self, candidates: list[Arch]) -> list[Arch]:
-        """Append new feasible uniform random archs until ``population`` (fewer if the budget
-        leaves too few new archs to find in ``max_tries`` draws)."""
+    def fill_random(self, candidates: list[Arch], target: int | None = None) -> list[Arch]:
+        """Append new feasible uniform random archs until ``target`` (default ``population``;
+        fewer if the budget leaves too few new archs to find in ``max_tries`` draws)."""
+        target = self.config.population if target is None else target
         taken = set(candidates)
-        while len(candidates) < self.config.population:
+        while len(candidates) < target:
             arch = draw_accepted(
                 self.space, self.rng, lambda a: self.admissible(a, taken), self.config.max_tries
             )
@@ -315,11 +399,20 @@ class Search:
 
     # ---- the loop --------------------------------------------------------------------------
     def _first_candidates(self) -> list[Arch]:
+        size = self.proposal.initial_size(self)
+        if self._cache:  # warm: the reused scores stand in for as many random archs
+            return self.fill_random([], target=size - len(self._cache))
         # The first draw raises a clear error if the budget is too narrow to sample at all.
         first = sample_feasible(
             self.space, self.cost, self.constraints, self.rng, self.config.max_tries
         )
-        return self.fill_random([first])
+        return self.fill_random([first], target=size)
+
+    def _add_warm(self) -> None:
+        """The warm scores inside this search's space and budget box enter the archive."""
+        for e in self.warm:
+            if e.arch in self.space and self.constraints.satisfied(e.arch, self.cost):
+                self._cache.setdefault(e.arch, e)
 
     def _threshold(self) -> float | None:
         """The fitness an arch must reach to enter the current top-k (k = ``parents``), or
@@ -379,6 +472,7 @@ class Search:
             constraints=self.constraints,
             settings=self.settings,
             complete=self._complete,
+            loops=self.proposal.log(),
         )
 
     def run(self) -> SearchResult:
@@ -392,7 +486,10 @@ class Search:
         if self.state_path is not None and self.state_path.exists():
             self._restore(load_state(self.state_path, self.settings))
         else:
+            self._add_warm()
             self._candidates = self._first_candidates()
+        # a kill between a state save and this file's rewrite is repaired here
+        self._write_evaluations()
         for generation in range(self._next_generation, self.config.generations):
             new = self._evaluate(self._candidates, generation)
             if not self.ranked():
@@ -400,9 +497,9 @@ class Search:
             record = self._record(generation, new)
             self._history.append(record)
             self._next_generation = generation + 1
+            self.proposal.observe(self, generation, new)
             self._candidates = [] if self._complete else self.proposal.propose(self)
-            if self.state_path is not None:
-                save_state(self.state_path, self._state())
+            self._save()
             if self.on_generation is not None:
                 self.on_generation(generation, record, new)
         return self.result()
