@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -33,7 +34,7 @@ from ovo.commands.rundir import run_dir_lock
 from ovo.data.splits import check_eval_split
 from ovo.errors import ConfigError
 from ovo.export import export_subnet
-from ovo.latency import LatencyTable, measure_model_ms, same_machine
+from ovo.latency import LatencyTable, load_table, measure_model_ms, same_machine
 from ovo.scoring import EvalSettings, SubnetEvaluator
 from ovo.search.fitness import FullFitness, Halving, HalvingSettings
 from ovo.search.front import Front, build_front, front_entries, front_hypervolume, write_front
@@ -141,8 +142,6 @@ def objectives_and_constraints(cfg: DictConfig) -> tuple[Objectives, Constraints
     )
     table = None
     if wants_latency and raw.get("latency_table") and raw.get("latency_ms_max") is None:
-        from ovo.latency import load_table
-
         table = load_table(str(raw["latency_table"]))
         constraints = Constraints.from_dict({k: v for k, v in raw.items() if k not in LATENCY_KEYS})
     else:
@@ -160,8 +159,6 @@ def search_callbacks(cfg: DictConfig) -> list[Any]:
             "+callbacks.fault._target_=ovo.training.faults.KillAfterGeneration "
             "+callbacks.fault.generation=G"
         )
-    from hydra.utils import instantiate
-
     return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
 
 

@@ -119,7 +119,7 @@ def one_blas_thread() -> Any:
     """A context in which BLAS runs on one thread: LINAS's matrices are small (a multi-threaded
     BLAS on a shared 2-core CPU ran the GP 40x slower here), and a fixed order of float sums keeps
     every rank's fit and predictions identical."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # scikit-learn's; here as sklearn is
 
     return threadpool_limits(limits=1)
 
@@ -136,7 +136,7 @@ def fit_predictor(
 def _fit(
     codes: Sequence[Sequence[float]], scores: Sequence[float], kind: str, seed: int
 ) -> FittedPredictor:
-    from sklearn.base import clone
+    from sklearn.base import clone  # here: scikit-learn is slow to import, only LINAS needs it
     from sklearn.model_selection import KFold, cross_val_score
 
     kinds = PREDICTORS if kind == "auto" else (kind,)
@@ -168,7 +168,7 @@ def prediction_quality(
     fewer than two pairs, constant values; MAPE over the real scores that are not 0)."""
     tau = None
     if len(real) >= 2:
-        from scipy.stats import kendalltau
+        from scipy.stats import kendalltau  # here, as scikit-learn (its dependency)
 
         value = float(kendalltau(predicted, real).statistic)
         tau = value if math.isfinite(value) else None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ovo.errors import ConfigError
 
 Points = Sequence[Sequence[float]]
@@ -38,8 +40,6 @@ def require_moo(what: str) -> None:
 
 
 def _array(points: Points):  # -> np.ndarray of shape (n, m)
-    import numpy as np
-
     data = np.asarray(points, dtype=float)
     if data.ndim != 2:
         raise ValueError(f"points must be rows of objective values, got shape {data.shape}")

@@ -68,7 +68,7 @@ def plot_front(
 ) -> Path:
     """Accuracy against each cost of ``objectives``: every evaluated arch (by generation; reused
     warm scores in grey), the front's members (named), and the budget box (shaded outside)."""
-    import matplotlib
+    import matplotlib  # here: pyplot costs ~1 s to import and only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

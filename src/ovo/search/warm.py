@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ovo.errors import ConfigError
 from ovo.search.result import EvaluatedArch
 from ovo.search.state import STATE_FORMAT
@@ -36,8 +38,6 @@ _SAME = {
 def weights_fingerprint(state_dict: Mapping[str, Any]) -> str:
     """A short hash of a model's tensors (names, dtypes, shapes and values): the same for a
     checkpoint copied or moved, another for any other weights."""
-    import torch
-
     h = hashlib.sha256()
     for name in sorted(state_dict):
         tensor = state_dict[name].detach().cpu().contiguous()

@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Iterable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -132,8 +133,6 @@ class SliceGrads:
     def all_reduce_(self, group: object | None = None) -> None:
         """Average every gradient over ``group`` (all ranks must have used the same weights,
         as ovo's ranks do: they sample the same archs): one all-reduce per buffer."""
-        import torch.distributed as dist
-
         for p in self.params:  # a gradient some code put in place of its slot joins the slot
             grad, view = p.grad, self.views[p]
             if grad is not None and grad is not view:
