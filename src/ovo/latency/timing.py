@@ -24,8 +24,9 @@ from ovo.supernet.config import SHAPE_KEYS
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # model settings a table's numbers depend on: the shapes, and how the head pools
 MODEL_KEYS = (*SHAPE_KEYS, "global_pool")
-# the keys every table's conditions hold (older tables lack runtime, provider, rounds)
-REQUIRED = ("device", "device_type", "threads", "dtype", "batch", "tokens", "space", "model")
+# what a table is checked against (space, model, device) before it predicts; ovo's tables also
+# hold device_type, threads, dtype, batch, tokens (older ones lack runtime, provider, rounds)
+REQUIRED = ("device", "space", "model")
 
 
 def device_name(device: torch.device) -> str:
@@ -117,7 +118,7 @@ class TableConditions:
 
     @property
     def device_type(self) -> str:
-        return str(self.data["device_type"])
+        return str(self.data.get("device_type") or self.device.split(":")[0])
 
     @property
     def threads(self) -> int:
