@@ -62,13 +62,22 @@ OPEN_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# A section's main key given as the section itself: `family=DIR` is `family.dir=DIR`
+SHORTHANDS: dict[str, dict[str, str]] = {"export": {"family": "family.dir"}}
+
+
 def open_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
     """``overrides`` with ``section.key=value`` turned into ``++section.key=value`` for the open
-    sections of ``config_name`` (see ``OPEN_SECTIONS``)."""
+    sections of ``config_name`` (see ``OPEN_SECTIONS``), and a section's shorthand
+    (``SHORTHANDS``: ``family=DIR``) spelled out."""
     sections = OPEN_SECTIONS.get(config_name, ())
+    shorthands = SHORTHANDS.get(config_name, {})
     out = []
     for arg in overrides:
         head = arg.split("=", 1)[0]
+        if head in shorthands and "=" in arg and not arg.split("=", 1)[1].startswith("{"):
+            arg = f"{shorthands[head]}={arg.split('=', 1)[1]}"
+            head = arg.split("=", 1)[0]
         if "=" in arg and any(head.startswith(f"{s}.") for s in sections):
             arg = f"++{arg}"
         out.append(arg)
