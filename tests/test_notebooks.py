@@ -44,6 +44,14 @@ def _assert_demo_outputs(out: Path) -> None:
     assert [r["name"] for r in rows] == ["min", "max", "best_arch"]
     budget = json.loads((out / "search/demo/results.json").read_text())["constraints"]
     assert rows[0]["params"] <= rows[2]["params"] <= budget["params_max"] < rows[1]["params"]
+    # the family stage: three members spread over the front (all of a smaller front)
+    front = json.loads((out / "search/demo/front.json").read_text())["members"]
+    family = json.loads((out / "family/family.json").read_text())["members"]
+    assert len(family) == min(3, len(front))
+    assert {m["name"] for m in family} <= {m["name"] for m in front}
+    for m in family:
+        assert (out / "family" / m["folder"] / "model.safetensors").is_file()
+    assert (out / "family/elastic/slices.csv").is_file()
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -90,14 +98,25 @@ def test_demo_runs_the_four_commands_and_stops_at_a_failed_stage(tmp_path, monke
             results["constraints"] = {"params_max": 6e5}
             (out / "search/demo").mkdir(parents=True)
             (out / "search/demo/results.json").write_text(json.dumps(results))
+            front = {
+                "members": [{"name": f"f{i:02d}", "params": p} for i, p in enumerate((4, 1, 3, 2))]
+            }
+            (out / "search/demo/front.json").write_text(json.dumps(front))
         return subprocess.CompletedProcess(cmd, 3 if module == fail else 0)
 
     import ovo.jobs  # demo launches through ovo.jobs.launch
 
     monkeypatch.setattr(ovo.jobs.subprocess, "run", fake_run)
     assert demo.main(["--out", str(out), "--params-max", "0.6M", "--logger", "csv"]) == 0
-    assert [m for m, _ in calls] == ["ovo.train", "ovo.search", "ovo.evaluate", "ovo.export"]
-    args = dict(calls)
+    modules = ["ovo.train", "ovo.search", "ovo.evaluate", "ovo.export", "ovo.export"]
+    assert [m for m, _ in calls] == modules
+    args, family = dict(calls[:4]), calls[4][1]
+    # three members spread over the front's params (cheapest, middle, largest)
+    assert f"family={out}/search/demo" in family and "elastic=true" in family
+    assert "family.budgets=[params:1,params:3,params:4]" in family
+    assert (
+        "strategy=nsga2" in args["ovo.search"] and "objectives=[acc,params]" in args["ovo.search"]
+    )
     assert args["ovo.train"] == [
         "experiment=quickstart",
         f"hydra.run.dir={out}/train",
@@ -138,7 +157,7 @@ def test_demo_end_to_end_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _assert_demo_outputs(tmp_path / "demo")
     summary = proc.stdout[proc.stdout.index("ovo demo finished") :]
-    for stage in ("train", "search", "evaluate", "export"):
+    for stage in ("train", "search", "evaluate", "export", "family"):
         assert f"{stage} " in summary.split("wall time:")[1]
 
 

@@ -1,4 +1,4 @@
-"""``python -m ovo.demo [--out DIR]``: train -> search -> evaluate -> export, end to end.
+"""``python -m ovo.demo [--out DIR]``: train -> search -> evaluate -> export -> family, end to end.
 
 Unlike the other commands it has no config of its own (argparse flags): it runs theirs.
 
@@ -10,6 +10,11 @@ under ``--out`` that the notebooks read::
     <out>/search/demo/results.json        python -m ovo.search (+ best_arch.yaml, pareto.png)
     <out>/evaluate/evaluation.csv         python -m ovo.evaluate (min, max, best arch)
     <out>/model/                          python -m ovo.export (timm folder, card, pt2, ONNX)
+    <out>/family/                         python -m ovo.export family=... (three front members,
+                                          family.json, elastic/ with slices.csv)
+
+The search is ``strategy=nsga2`` over ``objectives=[acc,params]``: its front (``front.json``,
+``front.csv``, ``front.png``) is what the family stage ships.
 
 Measured with the defaults (30 epochs; search: 20 archs x 5 generations) on 2 CPU cores shared
 with other jobs, one torch thread (``OMP_NUM_THREADS=1``): 3.8 min in all (train 194 s, search
@@ -35,7 +40,16 @@ from ovo.commands.cli import print_outputs
 from ovo.jobs import hydra_value, launch, python_module
 
 DEMO_NAME = "demo"  # the search's run name: <out>/search/demo
-STAGE_DIRS = ("train", f"search/{DEMO_NAME}", "evaluate", "export", "model")
+STAGE_DIRS = (
+    "train",
+    f"search/{DEMO_NAME}",
+    "evaluate",
+    "export",
+    "model",
+    "family",
+    "export-family",
+)
+FAMILY_SIZE = 3  # members the family stage ships: the cheapest, a middle one, the most accurate
 
 
 class StageFailed(RuntimeError):
@@ -171,6 +185,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, float]:
         f"parents={args.parents}",
         f"mutations={args.mutations}",
         f"crossovers={args.crossovers}",
+        "strategy=nsga2",
+        "objectives=[acc,params]",
     ]
     if args.logger != "wandb":
         search.append("wandb.enabled=false")
@@ -196,9 +212,29 @@ def run_demo(args: argparse.Namespace) -> dict[str, float]:
         "format=[safetensors,pt2" + (",onnx]" if onnx else "]"),
     ]
     run_stage("export", "ovo.export", export, times)
+
+    family = [
+        f"ckpt_path={ckpt}",
+        f"family={hydra_value(paths.search)}",
+        f"family.budgets={family_budgets(paths.search)}",
+        "elastic=true",
+        f"out_dir={hydra_value(args.out / 'family')}",
+        f"hydra.run.dir={hydra_value(args.out / 'export-family')}",
+    ]
+    run_stage("family", "ovo.export", family, times)
     times["total"] = time.perf_counter() - start  # stages + loading the checkpoint for the budget
     print_summary(paths, times)
     return times
+
+
+def family_budgets(search: Path, size: int = FAMILY_SIZE) -> str:
+    """``family.budgets`` that pick ``size`` members spread over the front (by params): on a
+    front, the most accurate member within ``params <= p`` of a member is that member."""
+    members = json.loads((search / "front.json").read_text())["members"]
+    params = sorted(m["params"] for m in members)
+    if len(params) > size:
+        params = [params[round(i * (len(params) - 1) / (size - 1))] for i in range(size)]
+    return "[" + ",".join(f"params:{p}" for p in params) + "]"
 
 
 def print_summary(paths: Layout, times: dict[str, float]) -> None:
@@ -221,6 +257,7 @@ def print_summary(paths: Layout, times: dict[str, float]) -> None:
         "evaluation table": paths.evaluate / "evaluation.csv",
         "exported model": paths.model,
         "model card": paths.model / "README.md",
+        "family": paths.out / "family" / "family.json",
         "notebooks": "notebooks/01_subnet_grid.ipynb, notebooks/02_search_results.ipynb"
         + ("" if paths.out == Path("outputs/demo") else f" (OVO_DEMO_DIR={paths.out})"),
     }
