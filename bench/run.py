@@ -10,6 +10,10 @@ target. Prints one table and writes ``bench/results/bench.json``.
     python bench/run.py --profile min --only 32px   # torch.profiler: supernet vs static ops
     python bench/run.py --measures memory           # only the peak-memory rows
     python bench/run.py --measures compile ddp      # only the compile / DDP rows
+    python bench/run.py --measures threads          # threading defaults, quiet and under load
+
+``threads`` is not in ``all``: it loads the machine on purpose (a second torch process) and
+times the quickstart step loop in fresh processes (``bench/ovo_bench/threads.py``, ~4 min).
 
 Settings: on a GPU batch 128 at 224px and 256 at 32px (bf16); on a CPU 16 and 64 (fp32).
 Archs: the tiny space's min, mid and max subnets and the released AutoFormer-T
@@ -30,7 +34,7 @@ BENCH = str(Path(__file__).resolve().parent)
 if BENCH not in sys.path:  # ovo_bench, however this file was loaded
     sys.path.insert(0, BENCH)
 
-from ovo_bench import MEASURES, costs, ddp, memory, profile, proxy, speed  # noqa: E402
+from ovo_bench import MEASURES, costs, ddp, memory, profile, proxy, speed, threads  # noqa: E402
 from ovo_bench import compile as compiled  # noqa: E402
 from ovo_bench.fixture import Fixture, settings  # noqa: E402
 from ovo_bench.report import Row, print_table, write_json  # noqa: E402
@@ -49,11 +53,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--measures",
         nargs="+",
-        choices=("all", *MEASURES),
+        choices=("all", *MEASURES, "threads"),
         default=["all"],
         help="speed: costs, throughput, OVO step, search; memory: peak step memory; compile: "
-        "compiled supernet step and warm-up; ddp: DDP overhead; proxy: extra ops/MB per step",
+        "compiled supernet step and warm-up; ddp: DDP overhead; proxy: extra ops/MB per step; "
+        "threads (not in all): threading defaults, quiet and beside another torch process",
     )
+    parser.add_argument("--threads-steps", type=int, default=8, help="steps per timed window")
+    parser.add_argument("--threads-repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument(
         "--profile", choices=("min", "mid", "max"), help="profile this arch's fwd+bwd and exit"
     )
@@ -83,7 +90,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
         return []
     chosen = set(MEASURES) if "all" in args.measures else set(args.measures)
     rows = costs.measure(args.quick) if "speed" in chosen else []
-    for fx in fixtures:
+    if "threads" in args.measures:
+        rows += threads.measure(args)
+    for fx in fixtures if chosen & set(MEASURES) else ():
         if "speed" in chosen:
             rows += speed.measure(fx, args, peak)
         if "memory" in chosen:
@@ -94,10 +103,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
             rows += compiled.measure(fx, args)
         if "ddp" in chosen:
             rows += ddp.measure(fx, args)
+    repeats = [f"{args.repeats} repeats (median)"] if chosen & set(MEASURES) else []
+    if "threads" in args.measures:
+        repeats.append(f"threads: {args.threads_repeats} rounds of {args.threads_steps} steps")
     print_table(
         rows,
-        f"ovo bench: {machine}, torch {torch.__version__}, "
-        f"{'bf16' if bf16 else 'fp32'}, {args.repeats} repeats (median)",
+        f"ovo bench: {machine}, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}, "
+        + ", ".join(repeats),
     )
     meta = {"machine": machine, "torch": torch.__version__, "bf16": bf16, "repeats": args.repeats}
     write_json(Path(args.out), meta, rows)
