@@ -13,6 +13,10 @@ target. Prints one table and writes ``bench/results/bench.json``.
     python bench/run.py --measures compile ddp      # only the compile / DDP rows
     python bench/run.py --measures fwd_bwd ovo_step # parts of the speed measure
     python bench/run.py --measures anchor           # timm's vit_tiny beside ovo's AutoFormer-T
+    python bench/run.py --measures threads          # threading defaults, quiet and under load
+
+``threads`` is not in ``all``: it loads the machine on purpose (a second torch process) and
+times the quickstart step loop in fresh processes (``bench/ovo_bench/threads.py``, ~4 min).
 
 Settings: on a GPU batch 128 at 224px and 256 at 32px (bf16); on a CPU 16 and 64 (fp32).
 Archs: the tiny space's min, mid and max subnets and the released AutoFormer-T
@@ -43,6 +47,7 @@ from ovo_bench import (  # noqa: E402
     profile,
     proxy,
     speed,
+    threads,  # noqa: E402
 )
 from ovo_bench import compile as compiled  # noqa: E402
 from ovo_bench.fixture import Fixture, settings  # noqa: E402
@@ -62,12 +67,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--measures",
         nargs="+",
-        choices=("all", *MEASURES, *SPEED_PARTS),
+        choices=("all", *MEASURES, *SPEED_PARTS, "threads"),
         default=["all"],
         help="speed: costs + its parts (fwd_bwd, inference, ovo_step, search); memory: peak "
         "step memory; compile: compiled supernet step and warm-up; anchor: timm's vit_tiny "
-        "eager and compiled; ddp: DDP overhead; proxy: extra ops/MB per step",
+        "eager and compiled; ddp: DDP overhead; proxy: extra ops/MB per step; threads (not in "
+        "all): threading defaults, quiet and beside another torch process",
     )
+    parser.add_argument("--threads-steps", type=int, default=8, help="steps per timed window")
+    parser.add_argument("--threads-repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument(
         "--profile",
         choices=("min", "mid", "max", "ovo"),
@@ -115,7 +123,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     if "speed" in chosen:
         add(costs.measure(args.quick))
-    for fx in fixtures:
+    if "threads" in args.measures:
+        add(threads.measure(args))
+    for fx in fixtures if chosen & set(MEASURES) else ():
         if parts:
             add(speed.measure(fx, args, peak, parts))
         if "memory" in chosen:
@@ -130,10 +140,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
             from ovo_bench import ddp  # imports Lightning (seconds): only when its rows run
 
             add(ddp.measure(fx, args))
+    repeats = [f"{args.repeats} repeats (median)"] if chosen & set(MEASURES) else []
+    if "threads" in args.measures:
+        repeats.append(f"threads: {args.threads_repeats} rounds of {args.threads_steps} steps")
     print_table(
         rows,
-        f"ovo bench: {machine}, torch {torch.__version__}, "
-        f"{'bf16' if bf16 else 'fp32'}, {args.repeats} repeats (median)",
+        f"ovo bench: {machine}, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}, "
+        + ", ".join(repeats),
     )
     write_json(Path(args.out), meta, rows)
     return rows

@@ -89,3 +89,27 @@ def test_bench_ddp_times_the_strategy_all_reduce(tmp_path, monkeypatch):
     seconds = json.loads(out.read_text())
     assert seconds["parallel"] > 0 and seconds["plain"] > 0
     assert len(calls) == 2  # the parallel step of the warm-up pair and of the timed pair
+
+
+def test_bench_threads_row_reports_every_condition_quiet_and_loaded(tmp_path):
+    """The threading row at toy size (timings not checked): each condition over its phase's
+    reference, with the spread, the raw seconds of every condition and the machine's load."""
+    bench = load_bench()
+    from ovo_bench import threads
+
+    out = tmp_path / "bench.json"
+    rows = bench.main(["--quick", "--device", "cpu", "--measures", "threads", "--out", str(out)])
+    assert [(r.measure, r.target) for r in rows] == [
+        ("step time, new / old threading (quiet)", "<= 1.05"),
+        ("step time, omp1 / old threading (quiet)", ""),
+        ("step time, old / omp1 threading (loaded)", ""),
+        ("step time, new / omp1 threading (loaded)", "<= 1.2"),
+    ]
+    for r in rows:
+        assert r.value > 0 and r.detail["min"] <= r.value <= r.detail["max"]
+        for per_cond in r.detail["s_per_step"].values():
+            assert len(per_cond) == 1 and per_cond[0] > 0  # one repeat
+        assert set(r.detail["s_per_step"]) == set(threads.CONDITIONS)
+        assert {"load_average", "busiest"} <= set(r.detail["before"])
+        assert len(r.detail["others_cpus"]) == 3
+    assert len(json.loads(out.read_text())["rows"]) == 4

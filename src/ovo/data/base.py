@@ -31,6 +31,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from ovo import threads
 from ovo.data.sampling import EvalSampler, SeededDataset, Source, TrainSampler, mix_seed
 from ovo.data.splits import SPLITS, check_eval_split
 from ovo.data.transforms import AugConfig, build_eval_transform, build_train_transform
@@ -295,6 +296,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=drop_last,
+            # one thread per worker (ovo.threads); samples are seeded by key, so Lightning's
+            # worker seeding, which this replaces, changed nothing they draw
+            worker_init_fn=threads.worker_init,
         )
 
     def train_sampler(self) -> TrainSampler:
