@@ -134,3 +134,14 @@ def run_main(main, args: list[str], capsys) -> tuple[int, str, str]:
         GlobalHydra.instance().clear()
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def flat_keys(node: dict, prefix: str = "") -> dict:
+    """A nested mapping as ``{"a.b.c": value}`` (an empty mapping stays one value)."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

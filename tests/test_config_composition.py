@@ -31,6 +31,8 @@ from omegaconf import OmegaConf
 
 from ovo.paths import conf_dir
 
+from helpers import flat_keys
+
 FIXTURE = Path(__file__).parent / "fixtures" / "config_trees_82d8498.json"
 ENV = {"OVO_DATA_DIR": "/DATA", "OVO_LOG_DIR": "/LOGS"}
 _NOW = re.compile(r"\$\{now:([^}]*)\}")
@@ -54,21 +56,11 @@ def _freeze_now(node):
     return _NOW.sub(r"<now:\1>", node) if isinstance(node, str) else node
 
 
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _resolved(node, key):
     try:
         return OmegaConf.select(node, key, throw_on_resolution_failure=True)
     except Exception:  # noqa: BLE001 - e.g. ${hydra.job.num} outside a multirun
-        return "RAW:" + str(_flat(OmegaConf.to_container(node, resolve=False))[key])
+        return "RAW:" + str(flat_keys(OmegaConf.to_container(node, resolve=False))[key])
 
 
 HYDRA_KEPT = ("run.dir", "sweep.dir", "sweep.subdir", "job.chdir")
@@ -80,7 +72,7 @@ def config_tree(config: str, overrides: list[str], conf: Path | None = None) -> 
     hydra = {k: _resolved(cfg.hydra, k) for k in HYDRA_KEPT}
     del cfg["hydra"]
     tree = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    return {"config": _flat(tree), "hydra": hydra}
+    return {"config": flat_keys(tree), "hydra": hydra}
 
 
 def cases(conf: Path) -> list[str]:
@@ -207,7 +199,7 @@ def defined_keys() -> dict[str, set[str]]:
         data.pop("defaults", None)
         package = _package(path, text)
         prefix = f"{package}." if package else ""
-        out[str(path.relative_to(conf_dir()))] = {prefix + key for key in _flat(data)}
+        out[str(path.relative_to(conf_dir()))] = {prefix + key for key in flat_keys(data)}
     return out
 
 

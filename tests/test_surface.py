@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from ovo.paths import conf_dir
 
-from helpers import FAST, REPO, run_module
+from helpers import FAST, REPO, flat_keys, run_module
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "surface_465a06b.json").read_text())
 
@@ -93,16 +93,6 @@ def _compose(config: str, overrides: list[str]):
 
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         return compose(config, overrides=open_overrides(config, overrides))
-
-
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _bash_lines(text: str) -> list[str]:
@@ -226,7 +216,7 @@ def test_the_notebooks_page_lists_every_notebook():
 def test_config_keys_and_defaults_are_kept(config):
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose(config, overrides=[] if config == "train" else ["ckpt_path=x"])
-    now = _flat(OmegaConf.to_container(cfg, resolve=False))
+    now = flat_keys(OmegaConf.to_container(cfg, resolve=False))
     pinned = GOLDEN[config]
     missing = sorted(set(pinned) - set(now))
     assert not missing, f"config keys removed: {missing}"
