@@ -128,3 +128,27 @@ def test_a_search_without_a_front_is_one_line(search, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has no front.json" in err and "search again" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_choose_members_takes_the_most_accurate_within_each_budget():
+    from ovo.commands.export import choose_members
+    from ovo.search.front import Front, FrontMember
+    from ovo.space import Arch
+
+    def member(i: int, params: int, acc: float, latency: float | None) -> FrontMember:
+        return FrontMember(
+            f"f{i:02d}", Arch(16 + 8 * i, (1,), (1.0,)), acc, params, 0, latency, 0, 0
+        )
+
+    # not a strict front (acc does not rise with params): the cheapest fit is not the best
+    members = (member(0, 10, 50.0, 1.0), member(1, 20, 70.0, 3.0), member(2, 30, 60.0, 2.0))
+    front = Front(("acc", "params"), (0.0, 40.0), members, 0.5)
+    names = lambda budgets: [(m.name, b) for m, b in choose_members(front, budgets)]  # noqa: E731
+    assert names(["params:25"]) == [("f01", ["params:25"])]
+    assert names(["params:35", "params:25"]) == [("f01", ["params:35", "params:25"])]  # once
+    assert names(["latency:2.5"]) == [("f02", ["latency:2.5"])]
+    assert names(["params:15", "latency:2.5+params:35"]) == [
+        ("f00", ["params:15"]),
+        ("f02", ["latency:2.5+params:35"]),
+    ]
+    assert names([]) == [("f00", []), ("f01", []), ("f02", [])]
