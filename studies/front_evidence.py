@@ -145,6 +145,16 @@ class ScoreCache:
         return [100.0 * (self.hits[k][0] / self.hits[k][1]) for k in keys]
 
 
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """A run's record: indented JSON, one evaluation per line (thousands of them)."""
+    from ovo.atomic import atomic_write_text
+
+    head = {k: v for k, v in record.items() if k != "evaluations"}
+    rows = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in record["evaluations"])
+    text = json.dumps(head, indent=1, allow_nan=False)[:-2]
+    atomic_write_text(path, f'{text},\n "evaluations": [\n  {rows}\n ]\n}}\n')
+
+
 def worker(args: argparse.Namespace) -> None:
     """Every run of one supernet, in one process (see the module docstring)."""
     from ovo.budget import Constraints
@@ -163,7 +173,8 @@ def worker(args: argparse.Namespace) -> None:
     loaded = load_supernet(args.ckpt)
     space, cost = loaded.space, loaded.net.cost
     dm = loaded.datamodule()
-    evaluator = SubnetEvaluator(loaded.net, dm.search_dataloader(), make_fabric(), cache=True)
+    fabric = make_fabric()
+    evaluator = SubnetEvaluator(loaded.net, dm.search_dataloader(), fabric, cache=True)
     split_images = evaluator.num_images()
     # what python -m ovo.search records: its warm_start can start from these runs
     scored_with = {
@@ -272,13 +283,75 @@ def worker(args: argparse.Namespace) -> None:
                 for r in rows
             ],
         }
-        atomic_write_json(records / f"{name}.json", record)
+        write_record(records / f"{name}.json", record)
         atomic_write_json(run_dir / "done.json", {"wall_s": record["wall_s"]})
         print(
             f"[front_evidence] {supernet}/{name}: done, {len(rows)} evaluations, "
             f"{record['scored_now']} scored, {wall / 60:.1f} min",
             flush=True,
         )
+    score_fronts_on_val(args, supernet, loaded, dm, fabric, table, reference, scored_with)
+
+
+def score_fronts_on_val(
+    args: argparse.Namespace,
+    supernet: str,
+    loaded: Any,
+    dm: Any,
+    fabric: Any,
+    table: Any,
+    reference: dict[str, list[float]],
+    scored_with: dict[str, Any],
+) -> None:
+    """Every front any run had after any generation, and the reference front, scored once on
+    the val split (never seen by a search): the hypervolume of search-split fronts is
+    optimistic (each member is a maximum of noisy scores), the val one is not."""
+    from ovo.scoring import SubnetEvaluator
+    from ovo.search.objectives import Objectives
+
+    records = args.records / supernet
+    val = SubnetEvaluator(loaded.net, dm.eval_dataloader("val"), fabric, cache=True)
+    cache = ScoreCache(
+        args.work / supernet / "val_scores.jsonl",
+        {"weights": scored_with["weights"], "split": "val", "split_images": val.num_images()},
+        val,
+    )
+    runs = _load(args.records, supernet)
+    wanted: dict[str, Any] = {}
+    for names in OBJECTIVES[supernet]:
+        key = "-".join(names[1:])
+        if key not in reference:
+            continue
+        obj = Objectives(names, table if "latency" in names else None)
+
+        def point(row: Sequence[Any], obj: Objectives = obj) -> tuple[float, ...]:
+            return obj.minimised(obj.values(_row_arch(row), row[4], row[5], row[6]))
+
+        union: dict[str, Sequence[Any]] = {}
+        for r in runs:
+            if r["strategy"] in ("random", "evolution") or tuple(r["objectives"]) == names:
+                rows = r["evaluations"]
+                for row in rows:
+                    union.setdefault(json.dumps(row[:4]), row)
+                for _, members in generation_fronts(rows, point):
+                    for i in members:
+                        wanted.setdefault(json.dumps(rows[i][:4]), rows[i])
+        for _, members in generation_fronts(list(union.values()), point)[-1:]:
+            rows = list(union.values())
+            for i in members:
+                wanted.setdefault(json.dumps(rows[i][:4]), rows[i])
+    keys = list(wanted)
+    archs = [_row_arch(wanted[k]) for k in keys]
+    print(f"[front_evidence] {supernet}: {len(archs)} front members on val", flush=True)
+    accs = cache(archs)
+    atomic_write_json(
+        records / "val_scores.json",
+        {
+            "split": "val",
+            "images": val.num_images(),
+            "acc1": {k: a for k, a in zip(keys, accs)},
+        },
+    )
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -344,6 +417,19 @@ def curve(points: Iterable[tuple[float, ...]]) -> list[float]:
             front = [q for q in front if not _dominates(p, q)] + [p]
             hv = hypervolume(front, (1.0,) * len(p))
         out.append(hv)
+    return out
+
+
+def generation_fronts(rows: Sequence[Sequence[Any]], point: Any) -> list[tuple[int, list[int]]]:
+    """``(evaluations so far, indices of the front's members)`` after each generation of a
+    run's evaluations (rows in order; ``point`` maps a row to its minimised objectives)."""
+    from ovo.search.moo import nondominated
+
+    out = []
+    points = [point(r) for r in rows]
+    for g in sorted({r[7] for r in rows}):
+        upto = [i for i, r in enumerate(rows) if r[7] <= g]
+        out.append((len(upto), [upto[i] for i in nondominated([points[i] for i in upto])]))
     return out
 
 
@@ -457,6 +543,11 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
                 "evaluations_to": {s: {str(t): v for t, v in r.items()} for s, r in reach.items()},
                 "verdicts": verdicts,
             }
+            val_file = args.records / supernet / "val_scores.json"
+            if val_file.is_file():
+                section["objectives"][key]["val"] = val_report(
+                    json.loads(val_file.read_text()), used, obj, reference, length
+                )
         section["linas_loops"] = {
             r["run"]: [
                 {k: loop.get(k) for k in ("loop", "predictor", "kendall_tau", "mape", "cv_mae")}
@@ -482,6 +573,78 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             )
         out[supernet] = section
     return out
+
+
+def val_report(
+    val: dict[str, Any],
+    runs: list[dict[str, Any]],
+    obj: Any,
+    reference: Sequence[float],
+    length: int,
+) -> dict[str, Any]:
+    """The hypervolume of each run's front after each generation with its members' val top-1
+    (members still chosen by search-split accuracy), normalised by the reference front's."""
+    from ovo.search.moo import hypervolume
+
+    acc = val["acc1"]
+
+    def minimised(row: Sequence[Any]) -> tuple[float, ...]:
+        return obj.minimised(obj.values(_row_arch(row), row[4], row[5], row[6]))
+
+    def hv(rows: Sequence[Sequence[Any]], members: list[int]) -> float:
+        points = []
+        for i in members:
+            values = obj.values(_row_arch(rows[i]), acc[json.dumps(rows[i][:4])], *rows[i][5:7])
+            points.append(obj.normalised(values, reference))
+        return hypervolume(points, (1.0,) * len(reference))
+
+    union: dict[str, Sequence[Any]] = {}
+    for r in runs:
+        for row in r["evaluations"]:
+            union.setdefault(json.dumps(row[:4]), row)
+    rows = list(union.values())
+    reference_hv = hv(rows, generation_fronts(rows, minimised)[-1][1])
+    curves: dict[str, dict[int, dict[int, float]]] = {}
+    for r in runs:
+        if r["seed"] == REFERENCE_SEED:
+            continue
+        fronts = generation_fronts(r["evaluations"], minimised)
+        curves.setdefault(r["strategy"], {})[r["seed"]] = {
+            n: hv(r["evaluations"], m) / reference_hv for n, m in fronts
+        }
+    marks = sorted(set.intersection(*(set(c) for v in curves.values() for c in v.values())))
+    table = {
+        s: {n: list(mean_se([c[n] for c in curves[s].values()])) for n in marks} for s in curves
+    }
+    verdicts: dict[str, Any] = {}
+    if {"nsga2", "linas"} <= set(curves) and length in marks:
+        target = table["nsga2"][length][0]
+        needed = [
+            next((n for n in marks if c[n] >= target - 1e-12), None)
+            for c in curves["linas"].values()
+        ]
+        ratio = statistics.fmean((n or math.inf) / length for n in needed)
+        verdicts["linas_to_nsga2_final"] = {
+            "nsga2_hv": target,
+            "linas_evaluations": needed,
+            "ratio_mean": ratio,
+            "met_0.40": ratio <= 0.40,
+        }
+    if {"nsga2", "random"} <= set(curves) and length in marks:
+        (mn, sn), (mr, sr) = table["nsga2"][length], table["random"][length]
+        se = math.sqrt(sn**2 + sr**2)
+        verdicts["nsga2_vs_random_final"] = {
+            "difference": mn - mr,
+            "se_of_difference": se,
+            "met_2se": (mn - mr) > 2 * se,
+        }
+    return {
+        "split": val["split"],
+        "images": val["images"],
+        "reference_hv": reference_hv,
+        "hv": table,
+        "verdicts": verdicts,
+    }
 
 
 def ranked16(
@@ -512,12 +675,12 @@ def ranked16(
         "predictor": {},
     }
 
-    def fitted(rows: list[Sequence[Any]], name: str) -> None:
+    def fitted(rows: list[Sequence[Any]], name: str, kind: str = "auto") -> None:
         seen: dict[str, Sequence[Any]] = {}
         for row in rows:
             seen.setdefault(json.dumps(row[:4]), row)
         codes = enc.encode_all([_row_arch(r) for r in seen.values()])
-        model = fit(codes, [r[4] for r in seen.values()], "auto", 0)
+        model = fit(codes, [r[4] for r in seen.values()], kind, 0)
         predicted = model.predict(codes16)
         out["predictor"][name] = {
             "fitted_on": len(seen),
@@ -529,7 +692,10 @@ def ranked16(
     for r in runs:
         if r["strategy"] == "linas" and tuple(r["objectives"]) == ("acc", "params"):
             fitted(r["evaluations"], r["run"])
-    fitted([row for r in runs for row in r["evaluations"]], "all_evaluations")
+    # every score of the supernet (thousands): a GP is cubic in them, so ridge and SVR only
+    everything = [row for r in runs for row in r["evaluations"]]
+    for kind in ("ridge", "svr"):
+        fitted(everything, f"all_evaluations_{kind}", kind)
     return out
 
 
@@ -569,6 +735,20 @@ def markdown(rep: dict[str, Any]) -> str:
                 ]
                 lines.append(f"| {t:.2f} of the reference | " + " | ".join(cells) + " |")
             lines += ["", "```json", json.dumps(o["verdicts"], indent=1), "```", ""]
+            if "val" in o:
+                v = o["val"]
+                lines += [
+                    f"Fronts after each generation, members' top-1 on {v['split']} "
+                    f"({v['images']:,} images); reference front's val HV {v['reference_hv']:.4f}:",
+                    "",
+                    "| evaluations | " + " | ".join(v["hv"]) + " |",
+                    "|---|" + "---|" * len(v["hv"]),
+                ]
+                for n in next(iter(v["hv"].values())):
+                    lines.append(
+                        f"| {n} | " + " | ".join(_fmt(*v["hv"][s][n]) for s in v["hv"]) + " |"
+                    )
+                lines += ["", "```json", json.dumps(v["verdicts"], indent=1), "```", ""]
         if section.get("linas_loops"):
             lines += [
                 "| linas run | " + " | ".join(f"loop {i}" for i in range(1, 10)) + " |",

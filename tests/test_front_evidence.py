@@ -116,4 +116,8 @@ def test_worker_and_report_on_the_micro_fixture(tmp_path, monkeypatch):
         for n, (mean, _) in table.items():
             assert mean <= 1 + 1e-12, (strategy, n)
     assert math.isfinite(params["hv"]["nsga2"][min(params["hv"]["nsga2"])][0])
+    # the fronts after each generation, scored on val: members chosen on the search split
+    val = params["val"]
+    assert val["split"] == "val" and val["reference_hv"] > 0
+    assert sorted(val["hv"]) == ["evolution", "linas", "nsga2", "random"]
     assert "| evaluations |" in FE.markdown({"quickstart": report})
